@@ -1,0 +1,99 @@
+"""Hardware abstraction: the only firmware layer that touches hardware objects.
+
+A board file (`boards/<name>.py`) builds a *hardware* object with these attributes,
+all duck-typed after `machine`:
+    adc_i     .read_u16() -> 0..65535   current sense (shunt amplifier)
+    adc_v     .read_u16() -> 0..65535   electrode voltage divider
+    ref       .duty_u16(code)           source reference, 0..65535 (PWM+RC or DAC adapter)
+    enable    .value(0/1)               output stage enable (off at reset)
+    polarity  .value(0/1)               H-bridge / relay direction
+    trip      .value() -> 1 if tripped  hardware over-current comparator, or None
+    wdt       .feed()                   watchdog, or None
+and module constants I_FS_UA, V_FS_MV, REF_FS_UA, OVERSAMPLE (power of two).
+All conversions are integer (Q12 factors computed once), so reads and writes
+allocate nothing on the heap.
+"""
+
+from micropython import const
+
+_Q = const(12)
+
+
+class Hal:
+    def __init__(self, hw, board, cal):
+        self._read_i = hw.adc_i.read_u16
+        self._read_v = hw.adc_v.read_u16
+        self._duty = hw.ref.duty_u16
+        self._enable = hw.enable.value
+        self._polarity = hw.polarity.value
+        self._trip = hw.trip.value if hw.trip is not None else None
+        self._feed = hw.wdt.feed if hw.wdt is not None else None
+        n = board.OVERSAMPLE
+        self._n = n
+        self._shift = 0
+        while (1 << self._shift) < n:
+            self._shift += 1
+        if (1 << self._shift) != n:
+            raise ValueError("OVERSAMPLE must be a power of two")
+        self.enabled = False
+        self.ref_code = 0
+        self.polarity = 0
+        self.set_calibration(board, cal)
+        self.off()
+        self._polarity(0)
+
+    def set_calibration(self, board, cal):
+        """Precompute the Q12 conversion factors (allowed to allocate: not in the loop)."""
+        self._i_off = cal.i_offset
+        self._i_k = (board.I_FS_UA * cal.i_gain * 4096) // (65536 * 16384)
+        self._v_off = cal.v_offset
+        self._v_k = (board.V_FS_MV * cal.v_gain * 4096) // (65536 * 16384)
+        self._r_off = cal.r_offset
+        self._r_k = (65536 * 16384 * 4096) // (board.REF_FS_UA * cal.r_gain)
+
+    def _read(self, read):
+        if self._n == 1:
+            return read()
+        s = 0
+        for _ in range(self._n):
+            s += read()
+        return s >> self._shift
+
+    def read_current_ua(self):
+        return ((self._read(self._read_i) - self._i_off) * self._i_k) >> _Q
+
+    def read_voltage_mv(self):
+        return ((self._read(self._read_v) - self._v_off) * self._v_k) >> _Q
+
+    def set_current_ua(self, ua):
+        """Set the source reference for `ua` microamps (clamped to the code range)."""
+        code = ((ua * self._r_k) >> _Q) + self._r_off if ua > 0 else 0
+        if code < 0:
+            code = 0
+        elif code > 65535:
+            code = 65535
+        self.ref_code = code
+        self._duty(code)
+
+    def set_enabled(self, on):
+        self.enabled = bool(on)
+        self._enable(1 if on else 0)
+
+    def set_polarity(self, p):
+        """Flip the H-bridge. Callers guarantee the output is disabled (see session)."""
+        self.polarity = p
+        self._polarity(p)
+
+    def hw_tripped(self):
+        return self._trip is not None and self._trip() == 1
+
+    def feed_watchdog(self):
+        if self._feed is not None:
+            self._feed()
+
+    def off(self):
+        """Cut the output: reference to zero, then the enable switch."""
+        self.ref_code = 0
+        self._duty(0)
+        self.enabled = False
+        self._enable(0)

@@ -1,0 +1,36 @@
+"""Safety numbers (ARCHITECTURE §4). Boards and prescriptions may only tighten them.
+
+Currents in µA, voltages in mV, times in ms unless the name says otherwise.
+"""
+
+from micropython import const
+
+CEILING_UA = const(25000)      # absolute firmware treatment ceiling
+TRIP_ABS_UA = const(30000)     # trip level never above this
+SHORT_OHM = const(300)         # load below this -> FAULT
+PROBE_UA = const(300)          # low drive used to look for a closed circuit
+OPEN_UA = const(150)           # below this with the source railed = open circuit
+CONTACT_DEBOUNCE_MS = const(500)
+CONTACT_TIMEOUT_MS = const(120000)  # WAIT_CONTACT gives up after this
+PAUSE_LIMIT_MS = const(300000)      # abort after 5 min paused
+PAUSE_OFF_MS = const(200)           # output fully off before probing again
+DEAD_TIME_MS = const(250)           # polarity flip: output disabled at least this (>= 200)
+REVERSE_PROBE_MS = const(30000)     # contact must return this soon after a flip
+MIN_RAMP_MS = const(10000)          # no ramp (first or re-ramp) faster than this
+RAMP_DOWN_GRACE_MS = const(5000)    # RAMP_DOWN timeout = ramp time + this
+CAP_EXTRA_MS = const(60000)         # hard cap = length + ramps + this
+LIFT_RATIO = const(3)               # load R rising more than 3x within a second
+LIFT_WINDOW_MS = const(1000)
+LIFT_MIN_UA = const(1000)           # R estimates below this current are too noisy
+COMPLIANCE_MARGIN_MV = const(2000)  # within this of compliance = railed
+ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this
+ENV_SLOPE_UA_S = const(2500)        # fastest legitimate ramp: 25 mA in 10 s
+DISABLED_MAX_UA = const(500)        # current read while disabled above this = sensor fault
+MIN_DURATION_S = const(300)
+MAX_DURATION_S = const(1800)
+
+
+def trip_level_ua(target_ua):
+    """Firmware trip: min(prescription x 1.1, 30 mA)."""
+    t = target_ua + target_ua // 10
+    return t if t < TRIP_ABS_UA else TRIP_ABS_UA

@@ -1,0 +1,300 @@
+"""Treatment state machine: decides the setpoint, the enable and the polarity each step.
+
+IDLE -> WAIT_CONTACT -> RAMP_UP -> TREAT -> (REVERSE) -> RAMP_DOWN -> DONE,
+PAUSED on contact loss or partial lift, FAULT when the safety monitor trips.
+It is pure logic over measurements and milliseconds: the controller applies its
+outputs (`enable`, `sp_ua`, `polarity`). Every waiting state has a timeout, and every
+way out of a current-carrying state ramps down or cuts the output.
+"""
+
+from micropython import const
+
+import limits
+
+IDLE = const(0)
+WAIT_CONTACT = const(1)
+RAMP_UP = const(2)
+TREAT = const(3)
+REVERSE = const(4)
+RAMP_DOWN = const(5)
+DONE = const(6)
+PAUSED = const(7)
+FAULT = const(8)
+NAMES = ("IDLE", "WAIT_CONTACT", "RAMP_UP", "TREAT", "REVERSE", "RAMP_DOWN", "DONE",
+         "PAUSED", "FAULT")
+
+# End reasons (why the last session left the current-carrying states)
+END_NONE = const(0)
+END_COMPLETED = const(1)
+END_STOPPED = const(2)
+END_NO_CONTACT = const(3)
+END_PAUSE_TIMEOUT = const(4)
+END_FAULT = const(5)
+END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault")
+
+# Pause causes
+PAUSE_NONE = const(0)
+PAUSE_CONTACT = const(1)
+PAUSE_LIFT = const(2)
+
+# REVERSE phases
+_REV_DOWN = const(0)
+_REV_DEAD = const(1)
+_REV_PROBE = const(2)
+
+_Q = const(10)                 # setpoint fixed point: µA << 10
+_LIFT_SLOTS = const(10)        # one R sample per LIFT_WINDOW_MS / 10
+
+
+class Session:
+    def __init__(self, compliance_mv):
+        self._rail_mv = compliance_mv - limits.COMPLIANCE_MARGIN_MV
+        self._lift = [0] * _LIFT_SLOTS   # preallocated R history (Ω), 0 = empty
+        self.state = IDLE
+        self.end_reason = END_NONE
+        self.fault_code = 0
+        self.polarity = 0
+        self._clear()
+
+    def _clear(self):
+        self.sp_ua = 0
+        self._sp_q = 0
+        self.enable = False
+        self.elapsed_ms = 0      # treatment timer (runs in RAMP_UP, TREAT, REVERSE)
+        self.state_ms = 0        # time in the current state
+        self.pause_ms = 0
+        self.pauses = 0
+        self.pause_cause = PAUSE_NONE
+        self._contact_ms = 0
+        self._phase = 0
+        self._reversed = False
+        self._r_contact = 0      # probe-level load when contact was last confirmed
+        self._reset_lift()
+
+    # ---- commands -------------------------------------------------------------
+    def start(self, profile):
+        """Begin a session with a validated profile. Only from IDLE or DONE."""
+        if self.state != IDLE and self.state != DONE:
+            raise ValueError("session already running")
+        self._clear()
+        p = profile
+        self.profile = p
+        self.target_ua = p.target_ua
+        self.duration_ms = p.duration_s * 1000
+        up_ms = p.ramp_up_s * 1000
+        if up_ms < limits.MIN_RAMP_MS:
+            up_ms = limits.MIN_RAMP_MS
+        self._up_q = (p.target_ua << _Q) // up_ms           # setpoint rise per ms
+        self._down_q = (p.target_ua << _Q) // (p.ramp_down_s * 1000)
+        self._down_timeout_ms = p.ramp_down_s * 1000 + limits.RAMP_DOWN_GRACE_MS
+        self.polarity = 0
+        self.end_reason = END_NONE
+        self.fault_code = 0
+        self._go(WAIT_CONTACT)
+
+    def stop(self):
+        """The user's stop: ramp down from wherever current flows; end otherwise."""
+        s = self.state
+        if s == RAMP_UP or s == TREAT or (s == REVERSE and self._phase == _REV_DOWN):
+            self.end_reason = END_STOPPED
+            self._go(RAMP_DOWN)
+        elif s == WAIT_CONTACT or s == PAUSED or s == REVERSE:
+            self._end(END_STOPPED)
+
+    def fault(self, code):
+        """Called by the controller after the safety monitor latched `code`."""
+        if self.state != FAULT:
+            self.fault_code = code
+            self.end_reason = END_FAULT
+            self.enable = False
+            self.sp_ua = 0
+            self._sp_q = 0
+            self._go(FAULT)
+
+    def reset(self):
+        """Back to IDLE from DONE or FAULT (the controller clears the safety latch)."""
+        if self.state == DONE or self.state == FAULT:
+            self.state = IDLE
+            self._clear()
+
+    # ---- one control step -----------------------------------------------------
+    def update(self, dt_ms, i_ua, v_mv, limited):
+        s = self.state
+        self.state_ms += dt_ms
+        if s == IDLE or s == DONE or s == FAULT:
+            return
+        if s == WAIT_CONTACT:
+            self._wait_contact(dt_ms, i_ua, v_mv)
+        elif s == PAUSED:
+            self._paused(dt_ms, i_ua, v_mv)
+        elif s == RAMP_DOWN:
+            if self._open(i_ua, v_mv) or self.state_ms > self._down_timeout_ms:
+                self._end(self.end_reason or END_COMPLETED)
+                return
+            self._ramp(-self._down_q * dt_ms, 0)
+            if self._sp_q == 0:
+                self._end(self.end_reason or END_COMPLETED)
+        else:
+            self._treating(s, dt_ms, i_ua, v_mv, limited)
+
+    def _treating(self, s, dt_ms, i_ua, v_mv, limited):
+        self.elapsed_ms += dt_ms
+        if s == REVERSE and self._phase != _REV_DOWN:
+            self._reverse_off(dt_ms, i_ua, v_mv)
+            return
+        if self._open(i_ua, v_mv):
+            self._pause(PAUSE_CONTACT)
+            return
+        if self.elapsed_ms >= self.duration_ms:
+            self.end_reason = END_COMPLETED
+            self._go(RAMP_DOWN)
+            return
+        if s == REVERSE:   # phase DOWN: ramp to zero, then the dead time
+            self._ramp(-self._down_q * dt_ms, 0)
+            if self._sp_q == 0:
+                self._phase = _REV_DEAD
+                self.state_ms = 0
+                self.enable = False
+            return
+        if self._lifted(dt_ms, i_ua, v_mv):
+            self._pause(PAUSE_LIFT)
+            return
+        if limited:
+            # Bumpless: never ask for more than flows now plus a little, so the
+            # current re-ramps (not jumps) when the load lets it through again.
+            cap = (i_ua + 300) << _Q
+            if self._sp_q > cap:
+                self._sp_q = cap if cap > 0 else 0
+                self.sp_ua = self._sp_q >> _Q
+        self._ramp(self._up_q * dt_ms, self.target_ua << _Q)
+        if s == RAMP_UP and self._sp_q >= self.target_ua << _Q:
+            self._go(TREAT)
+        elif s == TREAT and self.profile.reverse and not self._reversed \
+                and self.elapsed_ms >= self.duration_ms >> 1:
+            self._reversed = True
+            self._phase = _REV_DOWN
+            self._go(REVERSE)
+
+    def _reverse_off(self, dt_ms, i_ua, v_mv):
+        """REVERSE after the ramp down: dead time, flip (output off), probe, re-ramp."""
+        if self._phase == _REV_DEAD:
+            if self.state_ms >= limits.DEAD_TIME_MS:
+                self.polarity ^= 1       # applied by the controller only while disabled
+                self._phase = _REV_PROBE
+                self.state_ms = 0
+                self._contact_ms = 0
+            return
+        if self.state_ms < limits.DEAD_TIME_MS // 5:
+            return                       # let the flip settle before probing
+        self.enable = True
+        self.sp_ua = limits.PROBE_UA
+        if self._contact(dt_ms, i_ua, v_mv):
+            self._start_ramp()
+        elif self.state_ms > limits.REVERSE_PROBE_MS:
+            self._pause(PAUSE_CONTACT)
+
+    def _wait_contact(self, dt_ms, i_ua, v_mv):
+        if self.state_ms > limits.CONTACT_TIMEOUT_MS:
+            self._end(END_NO_CONTACT)
+            return
+        if self.state_ms < limits.PAUSE_OFF_MS:
+            return     # output off first: the monitor sees a disabled, quiet output
+        self.enable = True
+        self.sp_ua = limits.PROBE_UA
+        if self._contact(dt_ms, i_ua, v_mv):
+            self._start_ramp()
+
+    def _paused(self, dt_ms, i_ua, v_mv):
+        self.pause_ms += dt_ms
+        if self.state_ms > limits.PAUSE_LIMIT_MS:
+            self._end(END_PAUSE_TIMEOUT)
+            return
+        if self.state_ms < limits.PAUSE_OFF_MS:
+            return
+        self.enable = True
+        self.sp_ua = limits.PROBE_UA
+        if self._contact(dt_ms, i_ua, v_mv):
+            if self.pause_cause == PAUSE_LIFT and self._r_contact \
+                    and (v_mv * 1000) // i_ua > (self._r_contact * 3) >> 1:
+                self._contact_ms = 0     # closed, but the load is not back yet
+                return
+            self._start_ramp()
+
+    # ---- helpers --------------------------------------------------------------
+    def _go(self, state):
+        self.state = state
+        self.state_ms = 0
+        self._contact_ms = 0
+        if state == WAIT_CONTACT or state == PAUSED or state == DONE or state == FAULT:
+            self.enable = False
+            self.sp_ua = 0
+            self._sp_q = 0
+
+    def _end(self, reason):
+        self.end_reason = reason
+        self._go(DONE)
+
+    def _pause(self, cause):
+        self.pauses += 1
+        self.pause_cause = cause
+        self._go(PAUSED)
+
+    def _start_ramp(self):
+        """Ramp from zero (the first ramp, after a pause, after a reversal)."""
+        self._sp_q = limits.PROBE_UA << _Q
+        self.sp_ua = limits.PROBE_UA
+        self.enable = True
+        self._reset_lift()
+        self._go(RAMP_UP)
+
+    def _ramp(self, delta_q, limit_q):
+        sp = self._sp_q + delta_q
+        if (delta_q > 0 and sp > limit_q) or (delta_q < 0 and sp < limit_q):
+            sp = limit_q
+        self._sp_q = sp
+        self.sp_ua = sp >> _Q
+
+    def _open(self, i_ua, v_mv):
+        return i_ua < limits.OPEN_UA and v_mv >= self._rail_mv
+
+    def _contact(self, dt_ms, i_ua, v_mv):
+        """Probe: closed circuit (half the probe current flows, not railed) held for the debounce."""
+        if i_ua >= limits.PROBE_UA >> 1 and v_mv < self._rail_mv:
+            self._contact_ms += dt_ms
+            if self._contact_ms >= limits.CONTACT_DEBOUNCE_MS:
+                r = (v_mv * 1000) // i_ua
+                if self.pause_cause != PAUSE_LIFT or self._r_contact == 0:
+                    self._r_contact = r
+                return True
+        else:
+            self._contact_ms = 0
+        return False
+
+    def _reset_lift(self):
+        lift = self._lift
+        for k in range(_LIFT_SLOTS):
+            lift[k] = 0
+        self._lift_k = 0
+        self._lift_ms = 0
+
+    def _lifted(self, dt_ms, i_ua, v_mv):
+        """Partial lift: load R up more than LIFT_RATIO within a second while the current holds.
+
+        One R sample per tenth of the window goes into a preallocated ring; the newest R
+        is compared with the lowest of the last second.
+        """
+        if i_ua < limits.LIFT_MIN_UA or i_ua < self.sp_ua - (self.sp_ua >> 3):
+            return False
+        r = (v_mv * 1000) // i_ua
+        lift = self._lift
+        lo = r
+        for k in range(_LIFT_SLOTS):
+            x = lift[k]
+            if x and x < lo:
+                lo = x
+        self._lift_ms += dt_ms
+        if self._lift_ms >= limits.LIFT_WINDOW_MS // _LIFT_SLOTS:
+            self._lift_ms = 0
+            lift[self._lift_k] = r
+            self._lift_k = (self._lift_k + 1) % _LIFT_SLOTS
+        return r > lo * limits.LIFT_RATIO

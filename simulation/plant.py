@@ -1,0 +1,206 @@
+"""Plant model: reference filter, analog current source, the patient load, the ADCs.
+
+Plain Python for CPython and MicroPython alike (floats are fine here: the plant is
+not firmware). It reports the *true* current, which tests use to judge safety.
+
+Load (contact): water+body in series (R_s) with skin R || C, plus an electrode/skin
+polarization offset that opposes the drive. Skin R has the low-current
+non-linearity (apparent R up to 3x below ~3 mA), an optional drift, and a
+partial-lift factor for one hand. The source holds its commanded current unless the
+load needs more than the compliance voltage; then the current is what the rail can
+push, and the skin capacitance makes the transition gradual. Open circuit: the
+output rails and its capacitance charges; a re-contact discharges it into the load.
+
+All events are attribute writes or `set()` calls between steps; `step(dt_s)` advances
+the physics by one control period with exact exponentials (stable for any dt).
+"""
+
+import math
+
+_ADC_MAX = 65535
+
+
+class Plant:
+    def __init__(self, compliance_v=40.0, water_ohm=300.0, body_ohm=700.0, skin_ohm=2000.0,
+                 skin_uf=0.5, offset_v=2.0, nonlinear=True, skin_drift=0.0, drift_tau_s=120.0,
+                 ref_fs_ua=33000.0, ref_tau_ms=2.0, source_gain_error=0.0, source_offset_ua=0.0,
+                 i_fs_ua=33000.0, v_fs_mv=66000.0, adc_bits=12, adc_noise_lsb=0.0,
+                 adc_i_gain_error=0.0, adc_i_offset_lsb=0.0, adc_v_gain_error=0.0,
+                 adc_v_offset_lsb=0.0, adc_dnl=False, c_out_nf=10.0, seed=1):
+        self.compliance_v = compliance_v
+        self.water_ohm = water_ohm
+        self.body_ohm = body_ohm
+        self.skin_ohm = skin_ohm
+        self.skin_uf = skin_uf
+        self.offset_v = offset_v
+        self.nonlinear = nonlinear
+        self.skin_drift = skin_drift
+        self.drift_tau_s = drift_tau_s
+        self.ref_fs_ua = ref_fs_ua
+        self.ref_tau_s = ref_tau_ms / 1000.0
+        self.source_gain_error = source_gain_error
+        self.source_offset_ua = source_offset_ua
+        self.i_fs_ua = i_fs_ua
+        self.v_fs_mv = v_fs_mv
+        self.adc_bits = adc_bits
+        self.adc_noise_lsb = adc_noise_lsb
+        self.adc_i_gain_error = adc_i_gain_error
+        self.adc_i_offset_lsb = adc_i_offset_lsb
+        self.adc_v_gain_error = adc_v_gain_error
+        self.adc_v_offset_lsb = adc_v_offset_lsb
+        self.adc_dnl = adc_dnl
+        self.c_out_f = c_out_nf * 1e-9
+        self._seed = (seed * 2654435761 + 1) & 0x3FFFFFFF or 1
+        # event-driven state
+        self.contact = False
+        self.short = False
+        self.lift_area = 1.0       # wetted area of one hand, 1 = fully in
+        self.r_factor = 1.0        # skin R multiplier after a polarity reversal
+        self.faults = {}           # name -> True: adc_stuck_low/high, v_stuck_low/high,
+        #                            enable_stuck_on, source_dead
+        # outputs written by the board objects
+        self.ref_code = 0
+        self.enable = 0
+        self.polarity = 0
+        # physics state
+        self._ref_f = 0.0          # filtered reference, as a fraction of full scale
+        self._vc = 0.0             # skin capacitor voltage
+        self._vpol = 0.0           # polarization offset, signed (+ opposes the drive)
+        self._vout = 0.0           # open-circuit output node voltage
+        self._pol_seen = 0
+        self._contact_s = 0.0
+        self._i = 0.0
+        self._dt = -1.0
+        # what the tests judge and what the ADCs show
+        self.true_ua = 0.0         # mean true current over the last step
+        self.peak_ua = 0.0         # highest instantaneous true current in the last step
+        self.v_load = 0.0          # electrode voltage at the end of the step, volts
+        self.limited = False       # the source was at its compliance rail
+        self.i_code = 0
+        self.v_code = 0
+
+    # ---- random numbers: integer LCG, identical on CPython and MicroPython ------------
+    def _noise(self):
+        """Roughly normal, unit variance (sum of 4 uniforms, scaled)."""
+        s = self._seed
+        acc = 0
+        for _ in range(4):
+            s = (s * 1103515245 + 12345) & 0x3FFFFFFF
+            acc += s >> 14
+        self._seed = s
+        return (acc - 2 * 65536) * (1.7320508 / 65536)
+
+    # ---- physics ---------------------------------------------------------------------
+    def skin_now(self, i_ua):
+        """Effective skin R (Ω) at current `i_ua`: base, drift, non-linearity, lift, reversal."""
+        r = self.skin_ohm * self.r_factor
+        if self.skin_drift:
+            r *= 1.0 - self.skin_drift * (1.0 - math.exp(-self._contact_s / self.drift_tau_s))
+        if self.lift_area < 1.0:
+            r = 0.5 * r + 0.5 * r / self.lift_area
+        if self.nonlinear and i_ua < 3000.0:
+            r *= 3.0 - 2.0 * i_ua / 3000.0 if i_ua > 0 else 3.0
+        return r
+
+    def step(self, dt_s):
+        if dt_s != self._dt:
+            self._dt = dt_s
+            self._a_ref = math.exp(-dt_s / self.ref_tau_s)
+        f = self.faults
+        on = self.enable or f.get("enable_stuck_on", False)
+        if self.polarity != self._pol_seen:
+            # the built-up polarization now aids the current; the skin reads ~20 % higher
+            self._pol_seen = self.polarity
+            self._vpol = -self._vpol
+            self.r_factor *= 1.2
+        target = self.ref_code / _ADC_MAX
+        self._ref_f = target + (self._ref_f - target) * self._a_ref
+        if on and not f.get("source_dead", False):
+            i_cmd = self._ref_f * self.ref_fs_ua * (1.0 + self.source_gain_error) + self.source_offset_ua
+            if i_cmd < 0.0:
+                i_cmd = 0.0
+        else:
+            i_cmd = 0.0
+        v_avail = self.compliance_v
+        i0 = self._i
+        spike = 0.0
+        peak = 0.0
+        if not on:
+            i1 = 0.0
+            self._vout = 0.0
+            self._vc *= 0.5
+            v = self._vc if self.contact else 0.0
+            self.limited = False
+        elif self.short:
+            i1 = i_cmd
+            if i1 * 1.0e-6 > v_avail:
+                i1 = v_avail * 1.0e6
+            v = i1 * 1.0e-6
+            self._vout = v
+            self.limited = False
+        elif not self.contact:
+            i1 = 0.0
+            self._vc = 0.0
+            self._vout = v_avail if i_cmd > 0.0 else 0.0
+            v = self._vout
+            self.limited = i_cmd > 0.0
+        else:
+            self._contact_s += dt_s
+            rs = self.water_ohm + self.body_ohm
+            rk = self.skin_now(i0)
+            c = self.skin_uf * 1.0e-6
+            # polarization builds towards +offset_v while current flows (tau 5 s)
+            self._vpol += (self.offset_v - self._vpol) * (dt_s / (5.0 + dt_s))
+            vpol = self._vpol
+            vc = self._vc
+            if self._vout > 0.0:
+                # re-contact: the charged output capacitance discharges into the load
+                dv = self._vout - vc - vpol
+                if dv > 0.0:
+                    spike = self.c_out_f * dv / dt_s * 1.0e6
+                    peak = dv / rs * 1.0e6
+                self._vout = 0.0
+            need = i_cmd * 1.0e-6 * rs + vc + vpol
+            if need <= v_avail:
+                vinf = i_cmd * 1.0e-6 * rk
+                vc = vinf + (vc - vinf) * math.exp(-dt_s / (rk * c))
+                i1 = i_cmd
+                self.limited = False
+            else:
+                rp = rk * rs / (rk + rs)
+                vinf = (v_avail - vpol) * rk / (rk + rs)
+                vc = vinf + (vc - vinf) * math.exp(-dt_s / (rp * c))
+                i1 = (v_avail - vc - vpol) / rs * 1.0e6
+                if i1 < 0.0:
+                    i1 = 0.0
+                if i1 > i_cmd:
+                    i1 = i_cmd
+                self.limited = True
+            self._vc = vc
+            v = i1 * 1.0e-6 * rs + vc + vpol
+        self._i = i1
+        mean = (i0 + i1) * 0.5 if on else 0.0
+        self.true_ua = mean + spike
+        self.peak_ua = max(i0 if on else 0.0, i1, peak)
+        self.v_load = v
+        self.i_code = self._adc(i1, self.i_fs_ua, self.adc_i_gain_error, self.adc_i_offset_lsb,
+                                f.get("adc_stuck_low"), f.get("adc_stuck_high"))
+        self.v_code = self._adc(v * 1000.0, self.v_fs_mv, self.adc_v_gain_error,
+                                self.adc_v_offset_lsb, f.get("v_stuck_low"), f.get("v_stuck_high"))
+
+    def _adc(self, x, fs, gain_error, offset_lsb, stuck_low, stuck_high):
+        """Quantize `x` (in units of `fs`) like a `bits` ADC read through read_u16()."""
+        top = (1 << self.adc_bits) - 1
+        if stuck_low:
+            return 0
+        if stuck_high:
+            return top << (16 - self.adc_bits)
+        lsb = x * (1.0 + gain_error) / fs * (top + 1) + offset_lsb
+        if self.adc_noise_lsb:
+            lsb += self._noise() * self.adc_noise_lsb
+        code = int(lsb + 0.5) if lsb > 0.0 else 0
+        if code > top:
+            code = top
+        if self.adc_dnl and (code & 1023) == 511:
+            code += 1      # RP2040: codes 512/1536/2560/3584 are wide
+        return code << (16 - self.adc_bits)
