@@ -36,9 +36,10 @@ class Controller:
             raise ValueError("fault latched: reset first")
         self.session.start(profile)
         self.regulator.reset()
-        self.regulator.ceiling_ua = profile.target_ua
+        # the command may exceed the target by the trip margin to absorb source gain error
+        self.regulator.ceiling_ua = limits.trip_level_ua(profile.target_ua)
         self.safety.arm(limits.trip_level_ua(profile.target_ua), profile.hard_cap_ms(),
-                        self._code_for(safety._PLAUS_CMD_UA))
+                        self.hal.code_for_ua(safety.PLAUS_CMD_UA))
         return True
 
     def stop(self):
@@ -52,13 +53,6 @@ class Controller:
             self.safety.disarm()
             self.session.reset()
             self.regulator.reset()
-
-    def _code_for(self, ua):
-        hal = self.hal
-        saved = hal.ref_code
-        code = ((ua * hal._r_k) >> 12) + hal._r_off
-        hal.ref_code = saved
-        return code
 
     # ---- the step ---------------------------------------------------------------
     def tick(self, now_us):

@@ -65,13 +65,15 @@ class Hal:
     def read_voltage_mv(self):
         return ((self._read(self._read_v) - self._v_off) * self._v_k) >> _Q
 
-    def set_current_ua(self, ua):
-        """Set the source reference for `ua` microamps (clamped to the code range)."""
+    def code_for_ua(self, ua):
+        """Reference code that makes the (calibrated) source deliver `ua` microamps."""
         code = ((ua * self._r_k) >> _Q) + self._r_off if ua > 0 else 0
         if code < 0:
-            code = 0
-        elif code > 65535:
-            code = 65535
+            return 0
+        return 65535 if code > 65535 else code
+
+    def set_current_ua(self, ua):
+        code = self.code_for_ua(ua)
         self.ref_code = code
         self._duty(code)
 
@@ -80,7 +82,9 @@ class Hal:
         self._enable(1 if on else 0)
 
     def set_polarity(self, p):
-        """Flip the H-bridge. Callers guarantee the output is disabled (see session)."""
+        """Flip the H-bridge, never with current flowing: the output is cut first."""
+        if self.enabled or self.ref_code:
+            self.off()
         self.polarity = p
         self._polarity(p)
 

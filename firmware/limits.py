@@ -10,7 +10,7 @@ TRIP_ABS_UA = const(30000)     # trip level never above this
 SHORT_OHM = const(300)         # load below this -> FAULT
 PROBE_UA = const(300)          # low drive used to look for a closed circuit
 OPEN_UA = const(150)           # below this with the source railed = open circuit
-CONTACT_DEBOUNCE_MS = const(500)
+PROBE_PHASE_MS = const(250)         # two-level probe: each level held this long
 CONTACT_TIMEOUT_MS = const(120000)  # WAIT_CONTACT gives up after this
 PAUSE_LIMIT_MS = const(300000)      # abort after 5 min paused
 PAUSE_OFF_MS = const(200)           # output fully off before probing again
@@ -22,7 +22,8 @@ CAP_EXTRA_MS = const(60000)         # hard cap = length + ramps + this
 LIFT_RATIO = const(3)               # load R rising more than 3x within a second
 LIFT_WINDOW_MS = const(1000)
 LIFT_MIN_UA = const(1000)           # R estimates below this current are too noisy
-COMPLIANCE_MARGIN_MV = const(2000)  # within this of compliance = railed
+LIFT_BACK_PCT = const(150)          # after a lift, resume once the probe R is within this % of before
+COMPLIANCE_MARGIN_MV = const(1000)  # within this of compliance = railed
 ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this
 ENV_SLOPE_UA_S = const(2500)        # fastest legitimate ramp: 25 mA in 10 s
 DISABLED_MAX_UA = const(500)        # current read while disabled above this = sensor fault

@@ -34,17 +34,27 @@ class Regulator:
         self.limited = False  # the load needs more voltage than the source has
 
     def step(self, sp_ua, i_ua, v_mv):
-        """Return the source command in µA for setpoint `sp_ua` given the measurements."""
+        """Return the source command in µA for setpoint `sp_ua` given the measurements.
+
+        The command is in source units (what the HAL's calibration maps to a reference
+        code); the setpoint and the measurements are in measured µA.
+        """
         if i_ua >= _R_MIN_UA:
             r = (v_mv * 1000) // i_ua
             self.r_ohm = r if self.r_ohm == 0 else self.r_ohm + ((r - self.r_ohm) >> 2)
-        hi = self.ceiling_ua
+        # Feed-forward from the estimated load: never aim above what the compliance
+        # voltage can push through it (plus a little), so nothing winds up.
+        limited = False
         if self.r_ohm > 0:
             reach = (self._comp_mv * 1000) // self.r_ohm + _HEADROOM_UA
-            if reach < hi:
-                hi = reach
+            if sp_ua > reach:
+                sp_ua = reach
+                limited = True
         e = sp_ua - i_ua
-        self.limited = (v_mv >= self._rail_mv and e > _LIMIT_ERR_UA) or sp_ua > hi
+        if v_mv >= self._rail_mv and e > _LIMIT_ERR_UA:
+            limited = True
+        self.limited = limited
+        hi = self.ceiling_ua
         raw = sp_ua + ((_KP_Q8 * e + self.integ) >> 8)
         u = raw
         prev = self.u_ua
@@ -56,9 +66,10 @@ class Regulator:
             u = hi
         elif u < 0:
             u = 0
-        # Integrate only where it cannot wind up: not limited, and the command not
-        # held by the slew limit or a clamp.
-        if u == raw and not self.limited:
+        # Integrate only where it cannot wind up: not limited, not at the rail (the
+        # error there grows before "limited" is certain), and the command not held by
+        # the slew limit or a clamp. The correction learned below the rail is kept.
+        if u == raw and not limited and v_mv < self._rail_mv:
             self.integ += _KI_Q8 * e
         self.u_ua = u
         return u

@@ -25,7 +25,7 @@ NAMES = ("ok", "overcurrent", "envelope", "short", "sensor", "plausibility",
          "overrun", "hard_cap", "hw_trip", "exception")
 
 _SHORT_MIN_UA = const(200)
-_PLAUS_CMD_UA = const(1000)
+PLAUS_CMD_UA = const(1000)     # plausibility is judged above this command
 _PLAUS_STEPS = const(3)
 _ENERGIZED_UA = const(600)   # above the probe: counts as treatment time
 
@@ -46,7 +46,7 @@ class Safety:
     def arm(self, trip_ua, cap_ms, plaus_code):
         """Session start: trip level and hard cap from the validated profile.
 
-        `plaus_code` is the reference code for _PLAUS_CMD_UA (from the HAL's calibration).
+        `plaus_code` is the reference code for PLAUS_CMD_UA (from the HAL's calibration).
         """
         self.trip_ua = trip_ua if trip_ua < limits.TRIP_ABS_UA else limits.TRIP_ABS_UA
         self.cap_ms = cap_ms

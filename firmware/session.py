@@ -66,9 +66,12 @@ class Session:
         self.pauses = 0
         self.pause_cause = PAUSE_NONE
         self._contact_ms = 0
+        self._pv0 = 0
+        self._pi0 = 0
+        self.r_probe = 0         # last two-level probe load (Ω), polarization cancelled
         self._phase = 0
         self._reversed = False
-        self._r_contact = 0      # probe-level load when contact was last confirmed
+        self._r_ref = 0          # probe load when the hands were last confirmed in
         self._reset_lift()
 
     # ---- commands -------------------------------------------------------------
@@ -186,9 +189,8 @@ class Session:
             return
         if self.state_ms < limits.DEAD_TIME_MS // 5:
             return                       # let the flip settle before probing
-        self.enable = True
-        self.sp_ua = limits.PROBE_UA
-        if self._contact(dt_ms, i_ua, v_mv):
+        if self._probe(dt_ms, i_ua, v_mv):
+            self._r_ref = self.r_probe
             self._start_ramp()
         elif self.state_ms > limits.REVERSE_PROBE_MS:
             self._pause(PAUSE_CONTACT)
@@ -199,9 +201,8 @@ class Session:
             return
         if self.state_ms < limits.PAUSE_OFF_MS:
             return     # output off first: the monitor sees a disabled, quiet output
-        self.enable = True
-        self.sp_ua = limits.PROBE_UA
-        if self._contact(dt_ms, i_ua, v_mv):
+        if self._probe(dt_ms, i_ua, v_mv):
+            self._r_ref = self.r_probe
             self._start_ramp()
 
     def _paused(self, dt_ms, i_ua, v_mv):
@@ -211,13 +212,15 @@ class Session:
             return
         if self.state_ms < limits.PAUSE_OFF_MS:
             return
-        self.enable = True
-        self.sp_ua = limits.PROBE_UA
-        if self._contact(dt_ms, i_ua, v_mv):
-            if self.pause_cause == PAUSE_LIFT and self._r_contact \
-                    and (v_mv * 1000) // i_ua > (self._r_contact * 3) >> 1:
-                self._contact_ms = 0     # closed, but the load is not back yet
-                return
+        if self._probe(dt_ms, i_ua, v_mv):
+            if self.pause_cause == PAUSE_LIFT:
+                # closed is not enough: the load must be back near its value before
+                # the rise, or the current would crowd onto the lifted hand's skin
+                back = self._r_ref * limits.LIFT_BACK_PCT // 100
+                if self.r_probe <= 0 or self.r_probe > back:
+                    return
+            else:
+                self._r_ref = self.r_probe
             self._start_ramp()
 
     # ---- helpers --------------------------------------------------------------
@@ -257,18 +260,32 @@ class Session:
     def _open(self, i_ua, v_mv):
         return i_ua < limits.OPEN_UA and v_mv >= self._rail_mv
 
-    def _contact(self, dt_ms, i_ua, v_mv):
-        """Probe: closed circuit (half the probe current flows, not railed) held for the debounce."""
-        if i_ua >= limits.PROBE_UA >> 1 and v_mv < self._rail_mv:
-            self._contact_ms += dt_ms
-            if self._contact_ms >= limits.CONTACT_DEBOUNCE_MS:
-                r = (v_mv * 1000) // i_ua
-                if self.pause_cause != PAUSE_LIFT or self._r_contact == 0:
-                    self._r_contact = r
-                return True
-        else:
-            self._contact_ms = 0
-        return False
+    def _probe(self, dt_ms, i_ua, v_mv):
+        """Low two-level probe drive; True after a full cycle saw a closed circuit.
+
+        The output carries PROBE_UA, then 2 x PROBE_UA, each for PROBE_PHASE_MS; the
+        load is r_probe = dV/dI between the two ends, which cancels the electrode
+        polarization offset (it would dominate V/I at these currents).
+        """
+        self.enable = True
+        if i_ua < limits.PROBE_UA >> 1 or v_mv >= self._rail_mv:
+            self._contact_ms = 0         # open: start the cycle again at the low level
+            self.sp_ua = limits.PROBE_UA
+            return False
+        self._contact_ms += dt_ms
+        if self.sp_ua == limits.PROBE_UA:
+            if self._contact_ms >= limits.PROBE_PHASE_MS:
+                self._pv0 = v_mv
+                self._pi0 = i_ua
+                self.sp_ua = 2 * limits.PROBE_UA
+            return False
+        if self._contact_ms < 2 * limits.PROBE_PHASE_MS:
+            return False
+        di = i_ua - self._pi0
+        self.r_probe = ((v_mv - self._pv0) * 1000) // di if di >= limits.PROBE_UA >> 1 else 0
+        self._contact_ms = 0
+        self.sp_ua = limits.PROBE_UA
+        return True
 
     def _reset_lift(self):
         lift = self._lift

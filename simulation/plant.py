@@ -57,7 +57,7 @@ class Plant:
         self.lift_area = 1.0       # wetted area of one hand, 1 = fully in
         self.r_factor = 1.0        # skin R multiplier after a polarity reversal
         self.faults = {}           # name -> True: adc_stuck_low/high, v_stuck_low/high,
-        #                            enable_stuck_on, source_dead
+        #                            enable_stuck_on, source_dead, source_runaway
         # outputs written by the board objects
         self.ref_code = 0
         self.enable = 0
@@ -109,13 +109,16 @@ class Plant:
         f = self.faults
         on = self.enable or f.get("enable_stuck_on", False)
         if self.polarity != self._pol_seen:
-            # the built-up polarization now aids the current; the skin reads ~20 % higher
+            # the offset's sign follows the drive (ARCHITECTURE §5): it depolarizes and
+            # builds up again against the new direction; the skin reads ~20 % higher
             self._pol_seen = self.polarity
-            self._vpol = -self._vpol
+            self._vpol = 0.0
             self.r_factor *= 1.2
         target = self.ref_code / _ADC_MAX
         self._ref_f = target + (self._ref_f - target) * self._a_ref
-        if on and not f.get("source_dead", False):
+        if on and f.get("source_runaway", False):
+            i_cmd = self.ref_fs_ua          # failed pass device: full scale, reference ignored
+        elif on and not f.get("source_dead", False):
             i_cmd = self._ref_f * self.ref_fs_ua * (1.0 + self.source_gain_error) + self.source_offset_ua
             if i_cmd < 0.0:
                 i_cmd = 0.0

@@ -50,10 +50,14 @@ PLANT_KEYS = {
     "adc_dnl": (bool, None, None),
     "c_out_nf": ((int, float), 0.0, 1000.0),
 }
+# wider ranges where an event injects a hardware fault rather than sets up a plant
+EVENT_RANGES = {"source_offset_ua": ((int, float), -20000.0, 20000.0),
+                "source_gain_error": ((int, float), -0.9, 2.0)}
 # event keys that ramp a plant parameter (with optional "over_s")
-RAMPED = ("skin_ohm", "water_ohm", "body_ohm", "compliance_v", "lift_area")
+RAMPED = ("skin_ohm", "water_ohm", "body_ohm", "compliance_v", "lift_area", "source_gain_error",
+          "source_offset_ua")
 FAULTS = ("adc_stuck_low", "adc_stuck_high", "v_stuck_low", "v_stuck_high",
-          "enable_stuck_on", "source_dead", "clear")
+          "enable_stuck_on", "source_dead", "source_runaway", "clear")
 COMMANDS = ("start", "stop", "reset")
 TOP_KEYS = ("profile", "plant", "events", "end_s", "start_s", "seed", "clock_start_us")
 
@@ -138,7 +142,7 @@ def _event(where, ev):
         elif k == "lift_area":
             _typed(key, v, ((int, float), 0.01, 1.0))
         elif k in RAMPED:
-            _typed(key, v, PLANT_KEYS[k])
+            _typed(key, v, EVENT_RANGES.get(k) or PLANT_KEYS[k])
         elif k == "fault":
             if v not in FAULTS:
                 raise ScenarioError(key, "unknown fault (one of %s)" % ", ".join(FAULTS))

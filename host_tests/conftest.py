@@ -1,0 +1,10 @@
+"""Host test setup: firmware, boards and simulation importable under CPython."""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for d in ("tools/shims", "simulation", "boards", "firmware"):
+    p = os.path.join(ROOT, d)
+    if p not in sys.path:
+        sys.path.insert(0, p)
