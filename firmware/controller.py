@@ -35,7 +35,7 @@ class Controller:
         if self.safety.fault:
             raise ValueError("fault latched: reset first")
         self.session.start(profile)
-        self.regulator.reset()
+        self.regulator.new_session()
         # the command may exceed the target by the trip margin to absorb source gain error
         self.regulator.ceiling_ua = limits.trip_level_ua(profile.target_ua)
         self.safety.arm(limits.trip_level_ua(profile.target_ua), profile.hard_cap_ms(),

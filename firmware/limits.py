@@ -23,7 +23,9 @@ LIFT_RATIO = const(3)               # load R rising more than 3x within a second
 LIFT_WINDOW_MS = const(1000)
 LIFT_MIN_UA = const(1000)           # R estimates below this current are too noisy
 LIFT_BACK_PCT = const(150)          # after a lift, resume once the probe R is within this % of before
-COMPLIANCE_MARGIN_MV = const(1000)  # within this of compliance = railed
+COMPLIANCE_MARGIN_MV = const(1000)  # within this of the (learned) rail = railed
+OPEN_V_PCT = const(60)              # no current with the electrode above this % of the
+#                                     board's compliance = open circuit (tolerates supply sag)
 ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this
 ENV_SLOPE_UA_S = const(2500)        # fastest legitimate ramp: 25 mA in 10 s
 DISABLED_MAX_UA = const(500)        # current read while disabled above this = sensor fault

@@ -5,9 +5,11 @@ The analog source already holds the current; this loop trims the reference so th
 Integer only (µA, mV, Q8 gains): a step allocates nothing.
 
 Anti-wind-up is a safety feature: while the load needs more voltage than the source
-has (compliance limited), the command is held just above what the load can take
-(feed-forward from the estimated load) and the integrator is frozen, so a sudden drop
-of skin resistance cannot release a wound-up reference as a current jump.
+has (compliance limited), the setpoint is held just above what the load can take
+(feed-forward from the estimated load and the rail) and the integrator is frozen, so a
+sudden drop of skin resistance cannot release a wound-up reference as a current jump.
+The rail is learned, not assumed: the supply can sag below the board's nominal
+compliance, so a persistent shortfall marks the present electrode voltage as the rail.
 """
 
 from micropython import const
@@ -18,13 +20,20 @@ _HEADROOM_UA = const(300)     # command above the reachable current while limite
 _SLEW_UA = const(250)         # largest change of command per step
 _R_MIN_UA = const(500)        # estimate the load only above this current
 _LIMIT_ERR_UA = const(100)
+_SHORTFALL_STEPS = const(3)   # this many steps short by more than _LIMIT_ERR_UA = limited
+_TRACK_UA = const(30)         # |error| within this = on track (integrator snapshot)
 
 
 class Regulator:
     def __init__(self, compliance_mv, ceiling_ua, margin_mv):
         self._comp_mv = compliance_mv
-        self._rail_mv = compliance_mv - margin_mv
+        self._margin_mv = margin_mv
         self.ceiling_ua = ceiling_ua
+        self.rail_mv = compliance_mv   # learned compliance rail
+        self.reset()
+
+    def new_session(self):
+        self.rail_mv = self._comp_mv
         self.reset()
 
     def reset(self):
@@ -32,6 +41,8 @@ class Regulator:
         self.u_ua = 0         # last command
         self.r_ohm = 0        # filtered load estimate (0 = unknown)
         self.limited = False  # the load needs more voltage than the source has
+        self._short_n = 0
+        self._integ_ok = 0    # integrator when last on track: rollback point
 
     def step(self, sp_ua, i_ua, v_mv):
         """Return the source command in µA for setpoint `sp_ua` given the measurements.
@@ -42,17 +53,33 @@ class Regulator:
         if i_ua >= _R_MIN_UA:
             r = (v_mv * 1000) // i_ua
             self.r_ohm = r if self.r_ohm == 0 else self.r_ohm + ((r - self.r_ohm) >> 2)
-        # Feed-forward from the estimated load: never aim above what the compliance
-        # voltage can push through it (plus a little), so nothing winds up.
+        # Feed-forward from the estimated load: never aim above what the rail can push
+        # through it (plus a little), so nothing winds up.
         limited = False
         if self.r_ohm > 0:
-            reach = (self._comp_mv * 1000) // self.r_ohm + _HEADROOM_UA
+            reach = (self.rail_mv * 1000) // self.r_ohm + _HEADROOM_UA
             if sp_ua > reach:
                 sp_ua = reach
                 limited = True
         e = sp_ua - i_ua
-        if v_mv >= self._rail_mv and e > _LIMIT_ERR_UA:
-            limited = True
+        if e > _LIMIT_ERR_UA:
+            self._short_n += 1
+            if v_mv >= self.rail_mv - self._margin_mv:
+                limited = True
+            elif self._short_n >= _SHORTFALL_STEPS:
+                limited = True
+                self.rail_mv = v_mv       # the source stops delivering here
+        else:
+            self._short_n = 0
+            if v_mv > self.rail_mv:
+                self.rail_mv = v_mv       # the rail is at least this high
+        if limited:
+            # Roll back what the integrator gathered while the shortfall grew: a
+            # limitation is only certain after the error has built up for a while.
+            if self.integ > self._integ_ok:
+                self.integ = self._integ_ok
+        elif -_TRACK_UA <= e <= _TRACK_UA:
+            self._integ_ok = self.integ
         self.limited = limited
         hi = self.ceiling_ua
         raw = sp_ua + ((_KP_Q8 * e + self.integ) >> 8)
@@ -66,10 +93,11 @@ class Regulator:
             u = hi
         elif u < 0:
             u = 0
-        # Integrate only where it cannot wind up: not limited, not at the rail (the
-        # error there grows before "limited" is certain), and the command not held by
-        # the slew limit or a clamp. The correction learned below the rail is kept.
-        if u == raw and not limited and v_mv < self._rail_mv:
+        # Integrate only where it cannot wind up: not limited, not pushing upward at
+        # the rail, no shortfall large enough to be the start of a limitation, and
+        # the command not held by the slew limit or a clamp.
+        if u == raw and not limited and e <= _LIMIT_ERR_UA \
+                and (e <= 0 or v_mv < self.rail_mv - self._margin_mv):
             self.integ += _KI_Q8 * e
         self.u_ua = u
         return u

@@ -15,7 +15,7 @@ F_OVERCURRENT = const(1)   # current above the trip level
 F_ENVELOPE = const(2)      # current rising faster than any legitimate ramp
 F_SHORT = const(3)         # load below SHORT_OHM
 F_SENSOR = const(4)        # current read while disabled / voltage channel at full scale
-F_PLAUSIBILITY = const(5)  # commanded current, none read, electrode not railed
+F_PLAUSIBILITY = const(5)  # commanded current, none read, yet the electrode is not open
 F_OVERRUN = const(6)       # loop late while current flows
 F_HARD_CAP = const(7)      # treatment time past the independent cap
 F_HW_TRIP = const(8)       # hardware comparator
@@ -25,7 +25,7 @@ NAMES = ("ok", "overcurrent", "envelope", "short", "sensor", "plausibility",
          "overrun", "hard_cap", "hw_trip", "exception")
 
 _SHORT_MIN_UA = const(200)
-PLAUS_CMD_UA = const(1000)     # plausibility is judged above this command
+PLAUS_CMD_UA = const(150)      # plausibility is judged from half the probe drive up
 _PLAUS_STEPS = const(3)
 _ENERGIZED_UA = const(600)   # above the probe: counts as treatment time
 
@@ -35,7 +35,7 @@ class Safety:
         self._hal = hal
         self._period_us = period_us
         self._overrun_us = 2 * period_us
-        self._rail_mv = board.COMPLIANCE_MV - limits.COMPLIANCE_MARGIN_MV
+        self._open_mv = board.COMPLIANCE_MV * limits.OPEN_V_PCT // 100
         self._v_fs_mv = board.V_FS_MV - board.V_FS_MV // 64
         self._plaus_code = 0
         self.fault = OK
@@ -101,7 +101,7 @@ class Safety:
                 f = F_OVERRUN
             self._base_ua = i_ua if i_ua < base else base
             if self._plaus_code and hal.ref_code >= self._plaus_code \
-                    and i_ua < limits.OPEN_UA and v_mv < self._rail_mv:
+                    and i_ua < limits.OPEN_UA and v_mv < self._open_mv:
                 self._odd += 1
                 if self._odd >= _PLAUS_STEPS:
                     f = f or F_PLAUSIBILITY

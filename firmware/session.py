@@ -48,7 +48,7 @@ _LIFT_SLOTS = const(10)        # one R sample per LIFT_WINDOW_MS / 10
 
 class Session:
     def __init__(self, compliance_mv):
-        self._rail_mv = compliance_mv - limits.COMPLIANCE_MARGIN_MV
+        self._open_mv = compliance_mv * limits.OPEN_V_PCT // 100
         self._lift = [0] * _LIFT_SLOTS   # preallocated R history (Ω), 0 = empty
         self.state = IDLE
         self.end_reason = END_NONE
@@ -258,7 +258,7 @@ class Session:
         self.sp_ua = sp >> _Q
 
     def _open(self, i_ua, v_mv):
-        return i_ua < limits.OPEN_UA and v_mv >= self._rail_mv
+        return i_ua < limits.OPEN_UA and v_mv >= self._open_mv
 
     def _probe(self, dt_ms, i_ua, v_mv):
         """Low two-level probe drive; True after a full cycle saw a closed circuit.
@@ -268,7 +268,7 @@ class Session:
         polarization offset (it would dominate V/I at these currents).
         """
         self.enable = True
-        if i_ua < limits.PROBE_UA >> 1 or v_mv >= self._rail_mv:
+        if i_ua < limits.PROBE_UA >> 1:
             self._contact_ms = 0         # open: start the cycle again at the low level
             self.sp_ua = limits.PROBE_UA
             return False
