@@ -39,7 +39,8 @@ class Controller:
         # the command may exceed the target by the trip margin to absorb source gain error
         self.regulator.ceiling_ua = limits.trip_level_ua(profile.target_ua)
         self.safety.arm(limits.trip_level_ua(profile.target_ua), profile.hard_cap_ms(),
-                        self.hal.code_for_ua(safety.PLAUS_CMD_UA))
+                        self.hal.code_for_ua(safety.PLAUS_CMD_UA),
+                        self.hal.code_for_ua(safety.PLAUS_TREAT_UA))
         return True
 
     def stop(self):

@@ -11,6 +11,7 @@ SHORT_OHM = const(300)         # load below this -> FAULT
 PROBE_UA = const(300)          # low drive used to look for a closed circuit
 OPEN_UA = const(150)           # below this with the source railed = open circuit
 PROBE_PHASE_MS = const(250)         # two-level probe: each level held this long
+PROBE_REST_MS = const(200)          # output off this long between probes of an open circuit
 CONTACT_TIMEOUT_MS = const(120000)  # WAIT_CONTACT gives up after this
 PAUSE_LIMIT_MS = const(300000)      # abort after 5 min paused
 PAUSE_OFF_MS = const(200)           # output fully off before probing again

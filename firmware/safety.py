@@ -26,7 +26,11 @@ NAMES = ("ok", "overcurrent", "envelope", "short", "sensor", "plausibility",
 
 _SHORT_MIN_UA = const(200)
 PLAUS_CMD_UA = const(150)      # plausibility is judged from half the probe drive up
-_PLAUS_STEPS = const(3)
+_PLAUS_STEPS = const(3)        # at treatment commands: a blind current sensor lets the
+#                                PI push, so judge fast
+_PLAUS_PROBE_STEPS = const(40)  # at probe commands: harmless, and a large output
+#                                capacitance takes a while to rail on an open circuit
+PLAUS_TREAT_UA = const(1000)
 _ENERGIZED_UA = const(600)   # above the probe: counts as treatment time
 
 
@@ -38,20 +42,23 @@ class Safety:
         self._open_mv = board.COMPLIANCE_MV * limits.OPEN_V_PCT // 100
         self._v_fs_mv = board.V_FS_MV - board.V_FS_MV // 64
         self._plaus_code = 0
+        self._treat_code = 0
         self.fault = OK
         self.overruns = 0
         self.worst_dt_us = 0
         self.disarm()
 
-    def arm(self, trip_ua, cap_ms, plaus_code):
+    def arm(self, trip_ua, cap_ms, plaus_code, treat_code):
         """Session start: trip level and hard cap from the validated profile.
 
-        `plaus_code` is the reference code for PLAUS_CMD_UA (from the HAL's calibration).
+        `plaus_code`, `treat_code`: reference codes for PLAUS_CMD_UA and 1 mA (from the
+        HAL's calibration), above which a command must show current.
         """
         self.trip_ua = trip_ua if trip_ua < limits.TRIP_ABS_UA else limits.TRIP_ABS_UA
         self.cap_ms = cap_ms
         self.energized_ms = 0
         self._plaus_code = plaus_code
+        self._treat_code = treat_code
 
     def disarm(self):
         """No session: the trip falls to the probe level's neighbourhood."""
@@ -103,7 +110,8 @@ class Safety:
             if self._plaus_code and hal.ref_code >= self._plaus_code \
                     and i_ua < limits.OPEN_UA and v_mv < self._open_mv:
                 self._odd += 1
-                if self._odd >= _PLAUS_STEPS:
+                n = _PLAUS_STEPS if hal.ref_code >= self._treat_code else _PLAUS_PROBE_STEPS
+                if self._odd >= n:
                     f = f or F_PLAUSIBILITY
             else:
                 self._odd = 0

@@ -58,7 +58,8 @@ class Session:
 
     def _clear(self):
         self.sp_ua = 0
-        self._sp_q = 0
+        self._sp_q = 0           # effective setpoint (what the regulator is asked for)
+        self._nom_q = 0          # nominal ramp: where the setpoint would be unhindered
         self.enable = False
         self.elapsed_ms = 0      # treatment timer (runs in RAMP_UP, TREAT, REVERSE)
         self.state_ms = 0        # time in the current state
@@ -66,6 +67,7 @@ class Session:
         self.pauses = 0
         self.pause_cause = PAUSE_NONE
         self._contact_ms = 0
+        self._rest_ms = 0
         self._pv0 = 0
         self._pi0 = 0
         self.r_probe = 0         # last two-level probe load (Ω), polarization cancelled
@@ -109,9 +111,6 @@ class Session:
         if self.state != FAULT:
             self.fault_code = code
             self.end_reason = END_FAULT
-            self.enable = False
-            self.sp_ua = 0
-            self._sp_q = 0
             self._go(FAULT)
 
     def reset(self):
@@ -153,6 +152,7 @@ class Session:
             self._go(RAMP_DOWN)
             return
         if s == REVERSE:   # phase DOWN: ramp to zero, then the dead time
+            self._nom_q = 0
             self._ramp(-self._down_q * dt_ms, 0)
             if self._sp_q == 0:
                 self._phase = _REV_DEAD
@@ -168,10 +168,14 @@ class Session:
             cap = (i_ua + 300) << _Q
             if self._sp_q > cap:
                 self._sp_q = cap if cap > 0 else 0
-                self.sp_ua = self._sp_q >> _Q
-        self._ramp(self._up_q * dt_ms, self.target_ua << _Q)
-        if s == RAMP_UP and self._sp_q >= self.target_ua << _Q:
-            self._go(TREAT)
+        # The nominal ramp runs on; the effective setpoint follows it at the ramp slope.
+        up = self._up_q * dt_ms
+        top = self.target_ua << _Q
+        nom = self._nom_q + up
+        self._nom_q = nom if nom < top else top
+        self._ramp(up, self._nom_q)
+        if s == RAMP_UP and self._nom_q >= top:
+            self._go(TREAT)     # the ramp is over even if the load holds the current lower
         elif s == TREAT and self.profile.reverse and not self._reversed \
                 and self.elapsed_ms >= self.duration_ms >> 1:
             self._reversed = True
@@ -228,10 +232,12 @@ class Session:
         self.state = state
         self.state_ms = 0
         self._contact_ms = 0
+        self._rest_ms = 0
         if state == WAIT_CONTACT or state == PAUSED or state == DONE or state == FAULT:
             self.enable = False
             self.sp_ua = 0
             self._sp_q = 0
+            self._nom_q = 0
 
     def _end(self, reason):
         self.end_reason = reason
@@ -245,6 +251,7 @@ class Session:
     def _start_ramp(self):
         """Ramp from zero (the first ramp, after a pause, after a reversal)."""
         self._sp_q = limits.PROBE_UA << _Q
+        self._nom_q = self._sp_q
         self.sp_ua = limits.PROBE_UA
         self.enable = True
         self._reset_lift()
@@ -265,12 +272,27 @@ class Session:
 
         The output carries PROBE_UA, then 2 x PROBE_UA, each for PROBE_PHASE_MS; the
         load is r_probe = dV/dI between the two ends, which cancels the electrode
-        polarization offset (it would dominate V/I at these currents).
+        polarization offset (it would dominate V/I at these currents). While the
+        circuit reads open the output rests, disabled, between one-period probes: a
+        source driving an open circuit rails and charges the output capacitance, which
+        would discharge into a hand dipped in at that moment.
         """
-        self.enable = True
-        if i_ua < limits.PROBE_UA >> 1:
-            self._contact_ms = 0         # open: start the cycle again at the low level
+        if self._rest_ms > 0:
+            self._rest_ms -= dt_ms
+            return False
+        if not self.enable:
+            self.enable = True           # one period of probe drive
             self.sp_ua = limits.PROBE_UA
+            self._contact_ms = 0
+            return False
+        if i_ua < limits.PROBE_UA >> 1:
+            self._contact_ms = 0
+            if v_mv >= self._open_mv:    # open (railed): rest, then probe again
+                self.enable = False
+                self.sp_ua = 0
+                self._rest_ms = limits.PROBE_REST_MS
+            # else: no current yet the electrode is low - the output capacitance is
+            # still charging, or a sensor/source fault the safety monitor will judge
             return False
         self._contact_ms += dt_ms
         if self.sp_ua == limits.PROBE_UA:

@@ -70,11 +70,14 @@ class ScenarioError(ValueError):
 
 def _typed(key, value, spec):
     types, lo, hi = spec
+    expected = "true or false" if types is bool else "an integer" if types is int else "a number"
     if isinstance(value, bool) and types is not bool:
-        raise ScenarioError(key, "must be a number, not true/false")
+        raise ScenarioError(key, "must be %s, not true/false" % expected)
     if not isinstance(value, types):
-        raise ScenarioError(key, "wrong type")
-    if lo is not None and (value < lo or value > hi):
+        raise ScenarioError(key, "must be %s" % expected)
+    if value != value:
+        raise ScenarioError(key, "must be %s, not NaN" % expected)
+    if lo is not None and not (lo <= value <= hi):
         raise ScenarioError(key, "%s outside %s..%s" % (value, lo, hi))
     return value
 
@@ -105,6 +108,8 @@ def validate(scn):
     if end_s is None:
         raise ScenarioError("end_s", "missing")
     start_s = _typed("start_s", scn.get("start_s", 0), ((int, float), 0.0, 7200.0))
+    if start_s >= end_s:
+        raise ScenarioError("start_s", "must be before end_s (%s)" % end_s)
     _typed("seed", scn.get("seed", 1), (int, 0, 2 ** 30))
     _typed("clock_start_us", scn.get("clock_start_us", 0), (int, 0, 2 ** 30 - 1))
     events = scn.get("events", [])
@@ -221,7 +226,7 @@ def run(scn, on_row=None, bench=None):
     names = sm.NAMES
     for k in range(end_k):
         if k == start_k:
-            ctrl.start(profile)
+            _start(ctrl, profile)
         while e < n_ev and events[e]["t_s"] * per_s <= k + 1e-9:
             _apply(events[e], b, profile, ramps, k, per_s)
             e += 1
@@ -272,10 +277,15 @@ def _apply(ev, b, profile, ramps, k, per_s):
                 p.faults[v] = True
         elif key == "command":
             if v == "start":
-                st = b.ctrl.session.state
-                if st == sm.IDLE or st == sm.DONE:
-                    b.ctrl.start(profile)
+                _start(b.ctrl, profile)
             elif v == "stop":
                 b.ctrl.stop()
             else:
                 b.ctrl.reset()
+
+
+def _start(ctrl, profile):
+    """Start like the user's button: ignored while a session runs or a fault is latched."""
+    st = ctrl.session.state
+    if (st == sm.IDLE or st == sm.DONE) and not ctrl.safety.fault:
+        ctrl.start(profile)

@@ -1,0 +1,1 @@
+"""Host-side tools: simulator CLI, trace plotting, summaries (CPython only, never flashed)."""
