@@ -85,8 +85,11 @@ class Hardware:
         self.wdt = _Watchdog()
 
 
-def build(plant=None, **plant_args):
-    """Hardware on a plant (a new default `Plant(**plant_args)` when none is given)."""
+def build(plant=None, watchdog=False, **plant_args):
+    """Hardware on a plant (a new default `Plant(**plant_args)` when none is given).
+
+    `watchdog` is accepted for the board contract; the sim watchdog only counts feeds.
+    """
     if plant is None:
         from plant import Plant
         args = {"compliance_v": COMPLIANCE_MV / 1000}

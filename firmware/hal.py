@@ -50,6 +50,8 @@ class Hal:
         self._v_k = (board.V_FS_MV * cal.v_gain * 4096) // (65536 * 16384)
         self._r_off = cal.r_offset
         self._r_k = (65536 * 16384 * 4096) // (board.REF_FS_UA * cal.r_gain)
+        # above this the code is full scale anyway; clamping first keeps ua * _r_k small
+        self._ua_max = ((65535 - self._r_off) << _Q) // self._r_k + 1
 
     def _read(self, read):
         if self._n == 1:
@@ -59,6 +61,13 @@ class Hal:
             s += read()
         return s >> self._shift
 
+    def read_current_code(self):
+        """Raw (oversampled) current ADC code, for calibration and self tests."""
+        return self._read(self._read_i)
+
+    def read_voltage_code(self):
+        return self._read(self._read_v)
+
     def read_current_ua(self):
         return ((self._read(self._read_i) - self._i_off) * self._i_k) >> _Q
 
@@ -67,7 +76,11 @@ class Hal:
 
     def code_for_ua(self, ua):
         """Reference code that makes the (calibrated) source deliver `ua` microamps."""
-        code = ((ua * self._r_k) >> _Q) + self._r_off if ua > 0 else 0
+        if ua <= 0:
+            return 0
+        if ua >= self._ua_max:
+            return 65535
+        code = ((ua * self._r_k) >> _Q) + self._r_off
         if code < 0:
             return 0
         return 65535 if code > 65535 else code
@@ -96,8 +109,11 @@ class Hal:
             self._feed()
 
     def off(self):
-        """Cut the output: reference to zero, then the enable switch."""
-        self.ref_code = 0
-        self._duty(0)
+        """Cut the output: the enable switch first (the instant, reliable cut), then
+        the reference, which only discharges through its filter."""
         self.enabled = False
-        self._enable(0)
+        try:
+            self._enable(0)
+        finally:
+            self.ref_code = 0
+            self._duty(0)

@@ -9,7 +9,9 @@ has (compliance limited), the setpoint is held just above what the load can take
 (feed-forward from the estimated load and the rail) and the integrator is frozen, so a
 sudden drop of skin resistance cannot release a wound-up reference as a current jump.
 The rail is learned, not assumed: the supply can sag below the board's nominal
-compliance, so a persistent shortfall marks the present electrode voltage as the rail.
+compliance. Saturation is recognised by the source itself - less current flows than
+the last command gives with the correction learned while tracking - and the electrode
+voltage at that moment becomes the rail.
 """
 
 from micropython import const
@@ -54,34 +56,33 @@ class Regulator:
             r = (v_mv * 1000) // i_ua
             self.r_ohm = r if self.r_ohm == 0 else self.r_ohm + ((r - self.r_ohm) >> 2)
         # Feed-forward from the estimated load: never aim above what the rail can push
-        # through it (plus a little), so nothing winds up.
+        # through it (plus a little).
         limited = False
         if self.r_ohm > 0:
             reach = (self.rail_mv * 1000) // self.r_ohm + _HEADROOM_UA
             if sp_ua > reach:
                 sp_ua = reach
                 limited = True
-        e = sp_ua - i_ua
-        if e > _LIMIT_ERR_UA:
+        # Saturation: less flows than the last command gives with the correction the
+        # loop had when it last tracked. Wind-up widens this gap, so it cannot hide.
+        gap = self.u_ua - (self._integ_ok >> 8) - i_ua
+        if gap > _LIMIT_ERR_UA:
             self._short_n += 1
-            if v_mv >= self.rail_mv - self._margin_mv:
-                limited = True
-            elif self._short_n >= _SHORTFALL_STEPS:
-                limited = True
-                self.rail_mv = v_mv       # the source stops delivering here
         else:
             self._short_n = 0
-            if v_mv > self.rail_mv:
-                self.rail_mv = v_mv       # the rail is at least this high
+        if self._short_n >= _SHORTFALL_STEPS:
+            limited = True
+            if v_mv < self.rail_mv:
+                self.rail_mv = v_mv       # the source stops delivering here
+        elif v_mv > self.rail_mv:
+            self.rail_mv = v_mv + self._margin_mv   # it delivered above the assumed rail
+        e = sp_ua - i_ua
         if limited:
-            # Roll back what the integrator gathered while the shortfall grew: a
-            # limitation is only certain after the error has built up for a while.
             if self.integ > self._integ_ok:
-                self.integ = self._integ_ok
+                self.integ = self._integ_ok   # undo what gathered while the gap grew
         elif -_TRACK_UA <= e <= _TRACK_UA:
             self._integ_ok = self.integ
         self.limited = limited
-        hi = self.ceiling_ua
         raw = sp_ua + ((_KP_Q8 * e + self.integ) >> 8)
         u = raw
         prev = self.u_ua
@@ -89,15 +90,14 @@ class Regulator:
             u = prev + _SLEW_UA
         elif u < prev - _SLEW_UA:
             u = prev - _SLEW_UA
+        hi = self.ceiling_ua
         if u > hi:
             u = hi
         elif u < 0:
             u = 0
-        # Integrate only where it cannot wind up: not limited, not pushing upward at
-        # the rail, no shortfall large enough to be the start of a limitation, and
-        # the command not held by the slew limit or a clamp.
-        if u == raw and not limited and e <= _LIMIT_ERR_UA \
-                and (e <= 0 or v_mv < self.rail_mv - self._margin_mv):
+        # Integrate only where it cannot wind up: not limited, and the command not
+        # held by the slew limit or a clamp.
+        if u == raw and not limited:
             self.integ += _KI_Q8 * e
         self.u_ua = u
         return u
