@@ -29,7 +29,7 @@ PROFILE_KEYS = {
     "reverse_polarity": (bool, None, None),
 }
 PLANT_KEYS = {
-    "compliance_v": ((int, float), 5.0, 100.0),
+    "compliance_v": ((int, float), 25.0, 100.0),
     "water_ohm": ((int, float), 0.0, 5000.0),
     "body_ohm": ((int, float), 0.0, 2000.0),
     "skin_ohm": ((int, float), 1.0, 100000.0),

@@ -287,7 +287,7 @@ def main(argv=None, stdout=None, stderr=None):
         from tools import trace_plot
         compliance = scn.get("plant", {}).get("compliance_v",
                                               scenario.board.COMPLIANCE_MV / 1000.0)
-        rail = (scenario.board.COMPLIANCE_MV - limits.COMPLIANCE_MARGIN_MV) / 1000.0
+        open_v = scenario.board.COMPLIANCE_MV * limits.OPEN_V_PCT / 100 / 1000.0
         data = {c: parr[c] for c in pcols}
         data["state"] = [snames[n] for n in pstate]
         sub = "%g mA, %d s, ramps %d/%d s%s | outcome: %s%s | seed %d" % (
@@ -295,7 +295,7 @@ def main(argv=None, stdout=None, stderr=None):
             profile.ramp_down_s, ", polarity reversal" if profile.reverse else "",
             result["final_state"], " (%s)" % result["fault"] if result["fault"] else "", seed)
         trace_plot.plot(data, a.plot, title="Scenario: %s" % name, compliance_v=compliance,
-                        rail_v=rail, target_ua=profile.target_ua, events=scn["events"],
+                        open_v=open_v, target_ua=profile.target_ua, events=scn["events"],
                         fault=result["fault"], subtitle=sub)
     if not a.quiet:
         print(summ_mod.format_text(result), file=stdout)

@@ -87,7 +87,7 @@ def _event_label(ev):
     return "?"
 
 
-def plot(data, path, title="", compliance_v=None, rail_v=None, target_ua=None, events=(),
+def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, events=(),
          fault=None, subtitle=""):
     """Write the three-panel PNG for columns `data` (t_s, state, target_ua, ...) to `path`."""
     t = np.asarray(data["t_s"], dtype=float)
@@ -164,9 +164,9 @@ def plot(data, path, title="", compliance_v=None, rail_v=None, target_ua=None, e
         if compliance_v is not None:
             ax_v.axhline(compliance_v, color="#000000", lw=0.9, ls="--",
                          label="source compliance %g V" % compliance_v)
-        if rail_v is not None:
-            ax_v.axhline(rail_v, color="#888888", lw=0.8, ls=":",
-                         label="firmware 'railed' %g V" % rail_v)
+        if open_v is not None:
+            ax_v.axhline(open_v, color="#888888", lw=0.8, ls=":",
+                         label="open circuit above %g V (no current)" % open_v)
         ax_v.set_ylabel("electrode (V)")
         vt = max(float(np.max(volts)) if len(volts) else 0.0, compliance_v or 0.0, 1.0)
         ax_v.set_ylim(-0.03 * vt, vt * 1.15)
