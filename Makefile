@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/demo.json
 NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
-.PHONY: help venv node demo simulate test mpy-check test-hil bench clean
+.PHONY: help venv node demo simulate test mpy-check test-hil bench mutants clean
 
 help:
 	@echo "make demo            run the demo scenario on the simulated board; trace, summary and plot in $(OUT)/"
@@ -18,6 +18,7 @@ help:
 	@echo "make test            all host tests (CPython, MicroPython VMs, mpy-cross) - sets itself up"
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross"
 	@echo "make bench           control quality, speed, heap and size tables"
+	@echo "make mutants         break each safety number once; a test must notice (minutes)"
 	@echo "make test-hil PORT=/dev/ttyACM0   hardware-in-the-loop tests against a real board"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
@@ -59,6 +60,9 @@ test: $(STAMP) $(NODE_STAMP) mpy-check
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench_control
 	@if [ -f tools/bench_mpy.py ]; then $(PY) -m tools.bench_mpy; fi
+
+mutants: $(STAMP)
+	$(PY) -m tools.mutants
 
 test-hil: $(STAMP)
 	@test -n "$(PORT)" || { echo "error: give the board's port, e.g. make test-hil PORT=/dev/ttyACM0" >&2; exit 2; }

@@ -72,6 +72,17 @@ def test_trip_cuts_within_one_period_and_latches(target_ma):
     assert tr.rows[-1][1] == "FAULT" and max(tr.col("enabled")[k + 1:]) == 0
 
 
+def test_trip_alone_catches_a_slow_rise():
+    # the source's offset creeps up slower than any ramp: the envelope follows it, the
+    # regulator runs out of range at a zero command, only the trip level can stop it
+    s = scn([{"t_s": 40, "source_offset_ua": 5000, "over_s": 30}], 80,
+            profile={"target_ma": 2, "ramp_up_s": 10})
+    tr = run(s)
+    assert tr.bench.ctrl.safety.fault == safety.F_OVERCURRENT
+    check_off_after_trip(tr, profile_of(s))
+    assert max(tr.col("true_ua")) <= 2200 + 100   # caught within one period of 2.2 mA
+
+
 def test_trip_level_is_min_of_110pct_and_30ma():
     assert limits.trip_level_ua(15000) == 16500
     assert limits.trip_level_ua(25000) == 27500
@@ -89,6 +100,16 @@ def test_fault_needs_a_deliberate_reset():
 
 
 # ---- ramps -------------------------------------------------------------------------------
+@pytest.mark.parametrize("ramp_up_s, ok", [(9, False), (10, True), (120, True), (121, False)])
+def test_ramp_up_range_10_to_120_s(ramp_up_s, ok):
+    s = scn([], 1, profile={"ramp_up_s": ramp_up_s})
+    if ok:
+        run(s)
+    else:
+        with pytest.raises(ValueError):
+            run(s)
+
+
 @pytest.mark.parametrize("ramp_up_s", [10, 30, 60])
 def test_ramp_up_time(ramp_up_s):
     s = scn([], ramp_up_s + 20, profile={"ramp_up_s": ramp_up_s})
@@ -285,7 +306,8 @@ def test_hard_cap_is_independent_of_the_session_timer():
             t_fault = k * DT_S
             break
     assert ctrl.safety.fault == safety.F_HARD_CAP
-    cap_s = profile_of(s).hard_cap_ms() / 1000
+    cap_s = 300 + 30 + 15 + 60          # length + ramps + 60 s
+    assert profile_of(s).hard_cap_ms() == cap_s * 1000
     assert cap_s < t_fault < cap_s + 2
     assert p.true_ua < 1.0
 
