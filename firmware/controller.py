@@ -46,6 +46,12 @@ class Controller:
     def stop(self):
         self.session.stop()
 
+    def pause(self):
+        return self.session.pause()
+
+    def resume(self):
+        return self.session.resume()
+
     def reset(self):
         """Deliberate reset out of FAULT or DONE; the output is and stays off."""
         if self.session.state == sm.FAULT or self.session.state == sm.DONE:

@@ -54,7 +54,10 @@ def main():
     hw = board.build(watchdog=True)
     hal = Hal(hw, board, Calibration())
     ctrl = Controller(hal, board)
-    run(ctrl, time.ticks_us, time.sleep_us)
+    # a board may bring its own clock (the virtual board runs time-compressed)
+    ticks = getattr(board, "ticks_us", None) or time.ticks_us
+    sleep = getattr(board, "sleep_us", None) or time.sleep_us
+    run(ctrl, ticks, sleep)
 
 
 if __name__ == "__main__":

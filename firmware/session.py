@@ -36,6 +36,8 @@ END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault")
 PAUSE_NONE = const(0)
 PAUSE_CONTACT = const(1)
 PAUSE_LIFT = const(2)
+PAUSE_USER = const(3)
+PAUSE_NAMES = ("", "contact", "lift", "user")
 
 # REVERSE phases
 _REV_DOWN = const(0)
@@ -66,6 +68,12 @@ class Session:
         self.pause_ms = 0
         self.pauses = 0
         self.pause_cause = PAUSE_NONE
+        self._pausing = False    # RAMP_DOWN towards a user pause, not the end
+        self._paused_ms = 0
+        self.charge_uamin = 0    # delivered charge, µA·min (measured current, enabled)
+        self._charge_acc = 0     # µA·ms not yet a whole µA·min
+        self.i_min_ua = 0        # current range while in TREAT (0 = not yet)
+        self.i_max_ua = 0
         self._contact_ms = 0
         self._rest_ms = 0
         self._pv0 = 0
@@ -100,11 +108,34 @@ class Session:
     def stop(self):
         """The user's stop: ramp down from wherever current flows; end otherwise."""
         s = self.state
+        self._pausing = False
         if s == RAMP_UP or s == TREAT or (s == REVERSE and self._phase == _REV_DOWN):
             self.end_reason = END_STOPPED
             self._go(RAMP_DOWN)
+        elif s == RAMP_DOWN:
+            self.end_reason = self.end_reason or END_STOPPED
         elif s == WAIT_CONTACT or s == PAUSED or s == REVERSE:
             self._end(END_STOPPED)
+
+    def pause(self):
+        """The user's pause: ramp down, then PAUSED (timer stopped) until resume()."""
+        s = self.state
+        if s == RAMP_UP or s == TREAT or (s == REVERSE and self._phase == _REV_DOWN):
+            self._pausing = True
+            self._go(RAMP_DOWN)
+            return True
+        if s == REVERSE or s == PAUSED:
+            self._pause(PAUSE_USER)
+            return True
+        return False
+
+    def resume(self):
+        """After a user pause: probe for contact, then re-ramp from zero."""
+        if self.state == PAUSED and self.pause_cause == PAUSE_USER:
+            self.pause_cause = PAUSE_CONTACT
+            self.state_ms = 0     # the probe starts after the usual off time
+            return True
+        return False
 
     def fault(self, code):
         """Called by the controller after the safety monitor latched `code`."""
@@ -125,17 +156,28 @@ class Session:
         self.state_ms += dt_ms
         if s == IDLE or s == DONE or s == FAULT:
             return
+        if self.enable and i_ua > 0:
+            acc = self._charge_acc + i_ua * dt_ms
+            n = acc // 60000
+            self.charge_uamin += n
+            self._charge_acc = acc - n * 60000
+        if s == TREAT:
+            if i_ua > self.i_max_ua:
+                self.i_max_ua = i_ua
+            if self.i_min_ua == 0 or i_ua < self.i_min_ua:
+                self.i_min_ua = i_ua
         if s == WAIT_CONTACT:
             self._wait_contact(dt_ms, i_ua, v_mv)
         elif s == PAUSED:
             self._paused(dt_ms, i_ua, v_mv)
         elif s == RAMP_DOWN:
-            if self._open(i_ua, v_mv) or self.state_ms > self._down_timeout_ms:
-                self._end(self.end_reason or END_COMPLETED)
-                return
-            self._ramp(-self._down_q * dt_ms, 0)
-            if self._sp_q == 0:
-                self._end(self.end_reason or END_COMPLETED)
+            if self._open(i_ua, v_mv) or self.state_ms > self._down_timeout_ms \
+                    or self._ramp(-self._down_q * dt_ms, 0) == 0:
+                if self._pausing:
+                    self._pausing = False
+                    self._pause(PAUSE_USER)
+                else:
+                    self._end(self.end_reason or END_COMPLETED)
         else:
             self._treating(s, dt_ms, i_ua, v_mv, limited)
 
@@ -211,11 +253,12 @@ class Session:
 
     def _paused(self, dt_ms, i_ua, v_mv):
         self.pause_ms += dt_ms
-        if self.state_ms > limits.PAUSE_LIMIT_MS:
+        self._paused_ms += dt_ms
+        if self._paused_ms > limits.PAUSE_LIMIT_MS:
             self._end(END_PAUSE_TIMEOUT)
             return
-        if self.state_ms < limits.PAUSE_OFF_MS:
-            return
+        if self.pause_cause == PAUSE_USER or self.state_ms < limits.PAUSE_OFF_MS:
+            return         # output off; a user pause waits for resume()
         if self._probe(dt_ms, i_ua, v_mv):
             if self.pause_cause == PAUSE_LIFT:
                 # closed is not enough: the load must be back near its value before
@@ -246,6 +289,7 @@ class Session:
     def _pause(self, cause):
         self.pauses += 1
         self.pause_cause = cause
+        self._paused_ms = 0      # this pause's length (state_ms restarts on resume)
         self._go(PAUSED)
 
     def _start_ramp(self):
@@ -258,11 +302,13 @@ class Session:
         self._go(RAMP_UP)
 
     def _ramp(self, delta_q, limit_q):
+        """Move the setpoint by delta_q towards limit_q; return the new setpoint (Q)."""
         sp = self._sp_q + delta_q
         if (delta_q > 0 and sp > limit_q) or (delta_q < 0 and sp < limit_q):
             sp = limit_q
         self._sp_q = sp
         self.sp_ua = sp >> _Q
+        return sp
 
     def _open(self, i_ua, v_mv):
         return i_ua < limits.OPEN_UA and v_mv >= self._open_mv

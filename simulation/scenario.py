@@ -58,7 +58,7 @@ RAMPED = ("skin_ohm", "water_ohm", "body_ohm", "compliance_v", "lift_area", "sou
           "source_offset_ua")
 FAULTS = ("adc_stuck_low", "adc_stuck_high", "v_stuck_low", "v_stuck_high",
           "enable_stuck_on", "source_dead", "source_runaway", "clear")
-COMMANDS = ("start", "stop", "reset")
+COMMANDS = ("start", "stop", "pause", "resume", "reset")
 TOP_KEYS = ("profile", "plant", "events", "end_s", "start_s", "seed", "clock_start_us")
 
 
@@ -280,6 +280,10 @@ def _apply(ev, b, profile, ramps, k, per_s):
                 _start(b.ctrl, profile)
             elif v == "stop":
                 b.ctrl.stop()
+            elif v == "pause":
+                b.ctrl.pause()
+            elif v == "resume":
+                b.ctrl.resume()
             else:
                 b.ctrl.reset()
 
