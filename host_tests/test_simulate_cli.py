@@ -272,7 +272,7 @@ BAD = [
     (("events", 0), {"t_s": 0, "contact": "yes"}, "events[0].contact"),
     (("events", 0), {"t_s": -1, "contact": True}, "events[0].t_s"),
     (("events", 0), {"t_s": 0, "fault": "melt"}, "events[0].fault"),
-    (("events", 0), {"t_s": 0, "command": "pause"}, "events[0].command"),
+    (("events", 0), {"t_s": 0, "command": "explode"}, "events[0].command"),
     (("events", 0), {"t_s": 0, "hands": True}, "events[0].hands"),
     (("events", 0), {"t_s": 0, "contact": True, "short": True}, "events[0]"),
     (("events", 0), {"t_s": 0, "lift_area": 0}, "events[0].lift_area"),
