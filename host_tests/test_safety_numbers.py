@@ -32,9 +32,15 @@ def test_reaches_target_and_holds_it_on_the_truth():
         assert abs(r[4] - 15000) < 150, "true current %.0f µA off target at t=%.2f" % (r[4], r[0])
 
 
-@pytest.mark.parametrize("target_ma, ok", [(25, True), (25.001, False), (26, False)])
-def test_absolute_ceiling_25ma(target_ma, ok):
-    s = scn([], 1, profile={"target_ma": target_ma})
+@pytest.mark.parametrize("key, value, ok", [
+    ("target_ma", 25, True), ("target_ma", 25.001, False), ("target_ma", 26, False),  # ceiling
+    ("duration_s", 299, False), ("duration_s", 300, True), ("duration_s", 1800, True),
+    ("duration_s", 1801, False), ("duration_s", -5, False),                          # 5-30 min
+    ("ramp_up_s", 9, False), ("ramp_up_s", 10, True), ("ramp_up_s", 120, True),
+    ("ramp_up_s", 121, False),                                                        # ramps
+])
+def test_profile_limits(key, value, ok):
+    s = scn([], 1, profile={key: value})
     if ok:
         run(s)
     else:
@@ -100,16 +106,6 @@ def test_fault_needs_a_deliberate_reset():
 
 
 # ---- ramps -------------------------------------------------------------------------------
-@pytest.mark.parametrize("ramp_up_s, ok", [(9, False), (10, True), (120, True), (121, False)])
-def test_ramp_up_range_10_to_120_s(ramp_up_s, ok):
-    s = scn([], 1, profile={"ramp_up_s": ramp_up_s})
-    if ok:
-        run(s)
-    else:
-        with pytest.raises(ValueError):
-            run(s)
-
-
 @pytest.mark.parametrize("ramp_up_s", [10, 30, 60])
 def test_ramp_up_time(ramp_up_s):
     s = scn([], ramp_up_s + 20, profile={"ramp_up_s": ramp_up_s})
@@ -279,17 +275,6 @@ def test_no_windup_shock_when_skin_resistance_drops():
 
 
 # ---- session length and hard cap ---------------------------------------------------------
-@pytest.mark.parametrize("duration_s, ok", [(299, False), (300, True), (1800, True), (1801, False),
-                                            (-5, False)])
-def test_session_length_5_to_30_min(duration_s, ok):
-    s = scn([], 1, profile={"duration_s": duration_s})
-    if ok:
-        run(s)
-    else:
-        with pytest.raises(ValueError):
-            run(s)
-
-
 def test_hard_cap_is_independent_of_the_session_timer():
     import scenario
     s = scenario.validate(scn([], 1000))
