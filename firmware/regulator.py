@@ -5,13 +5,16 @@ The analog source already holds the current; this loop trims the reference so th
 Integer only (µA, mV, Q8 gains): a step allocates nothing.
 
 Anti-wind-up is a safety feature: while the load needs more voltage than the source
-has (compliance limited), the setpoint is held just above what the load can take
-(feed-forward from the estimated load and the rail) and the integrator is frozen, so a
-sudden drop of skin resistance cannot release a wound-up reference as a current jump.
-The rail is learned, not assumed: the supply can sag below the board's nominal
-compliance. Saturation is recognised by the source itself - less current flows than
-the last command gives with the correction learned while tracking - and the electrode
-voltage at that moment becomes the rail.
+has (compliance limited), the integrator is frozen (and rolled back to its last
+on-track value), and the setpoint is held just above what the load can take
+(feed-forward from the estimated load and the rail), so a sudden drop of skin
+resistance cannot release a wound-up reference as a current jump.
+
+Saturation is recognised incrementally, by the source itself: a persistent shortfall
+during which the current does not follow increases of the command. (A gain or offset
+error of the source makes the current follow at a different ratio, never not at all.)
+The electrode voltage at that moment becomes the learned rail: the supply may sag
+below the board's nominal compliance.
 """
 
 from micropython import const
@@ -22,7 +25,8 @@ _HEADROOM_UA = const(300)     # command above the reachable current while limite
 _SLEW_UA = const(250)         # largest change of command per step
 _R_MIN_UA = const(500)        # estimate the load only above this current
 _LIMIT_ERR_UA = const(100)
-_SHORTFALL_STEPS = const(3)   # this many steps short by more than _LIMIT_ERR_UA = limited
+_SHORTFALL_STEPS = const(3)   # steps short, with the current not following the command
+_WINDOW = const(20)           # while limited: every 20 steps, does the current follow again?
 _TRACK_UA = const(30)         # |error| within this = on track (integrator snapshot)
 
 
@@ -43,8 +47,14 @@ class Regulator:
         self.u_ua = 0         # last command
         self.r_ohm = 0        # filtered load estimate (0 = unknown)
         self.limited = False  # the load needs more voltage than the source has
+        self._sat = False     # the source is saturated (compliance limited)
         self._short_n = 0
         self._integ_ok = 0    # integrator when last on track: rollback point
+        self._u_prev = 0      # command before the last one (its effect is in i_prev)
+        self._i_prev = 0
+        self._win_n = 0
+        self._win_u = 0
+        self._win_i = 0
 
     def step(self, sp_ua, i_ua, v_mv):
         """Return the source command in µA for setpoint `sp_ua` given the measurements.
@@ -57,26 +67,43 @@ class Regulator:
             self.r_ohm = r if self.r_ohm == 0 else self.r_ohm + ((r - self.r_ohm) >> 2)
         # Feed-forward from the estimated load: never aim above what the rail can push
         # through it (plus a little).
-        limited = False
+        capped = False
         if self.r_ohm > 0:
             reach = (self.rail_mv * 1000) // self.r_ohm + _HEADROOM_UA
             if sp_ua > reach:
                 sp_ua = reach
-                limited = True
-        # Saturation: less flows than the last command gives with the correction the
-        # loop had when it last tracked. Wind-up widens this gap, so it cannot hide.
-        gap = self.u_ua - (self._integ_ok >> 8) - i_ua
-        if gap > _LIMIT_ERR_UA:
+                capped = True
+        e = sp_ua - i_ua
+        du = self.u_ua - self._u_prev      # the command change whose effect is in di
+        di = i_ua - self._i_prev
+        self._u_prev = self.u_ua
+        self._i_prev = i_ua
+        if self._sat:
+            self._win_n += 1
+            if e <= _LIMIT_ERR_UA:
+                self._sat = False          # the current caught up
+            elif self._win_n >= _WINDOW:
+                wu = self.u_ua - self._win_u
+                if wu > 2 * _LIMIT_ERR_UA // 5 and 2 * (i_ua - self._win_i) >= wu:
+                    self._sat = False      # it follows the command again
+                self._win_n = 0
+                self._win_u = self.u_ua
+                self._win_i = i_ua
+        elif e > _LIMIT_ERR_UA and du > 0 and 2 * di < du:
             self._short_n += 1
+            if self._short_n >= _SHORTFALL_STEPS:
+                self._sat = True
+                self._short_n = 0
+                self._win_n = 0
+                self._win_u = self.u_ua
+                self._win_i = i_ua
+                if v_mv < self.rail_mv:
+                    self.rail_mv = v_mv    # the source stops delivering here
         else:
             self._short_n = 0
-        if self._short_n >= _SHORTFALL_STEPS:
-            limited = True
-            if v_mv < self.rail_mv:
-                self.rail_mv = v_mv       # the source stops delivering here
-        elif v_mv > self.rail_mv:
+        if not self._sat and v_mv > self.rail_mv:
             self.rail_mv = v_mv + self._margin_mv   # it delivered above the assumed rail
-        e = sp_ua - i_ua
+        limited = self._sat or capped
         if limited:
             if self.integ > self._integ_ok:
                 self.integ = self._integ_ok   # undo what gathered while the gap grew
