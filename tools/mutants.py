@@ -14,6 +14,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = "host_tests/test_safety_numbers.py"
 P = "host_tests/test_properties.py"
+R = "host_tests/test_firmware_on_vms.py::test_regulator_mp_cpython"
 
 # (what is broken, file, exact old text, new text, tests to run)
 MUTANTS = [
@@ -33,9 +34,9 @@ MUTANTS = [
     ("lift resume without the load back", "firmware/session.py", "if self.r_probe <= 0 or self.r_probe > back:", "if False:", T),
     ("hard cap +60 s -> +600 s", "firmware/limits.py", "CAP_EXTRA_MS = const(60000)", "CAP_EXTRA_MS = const(600000)", T),
     ("overrun ignored", "firmware/safety.py", "elif dt_us > self._overrun_us:", "elif False:", T),
-    ("no integrator rollback", "firmware/regulator.py", "self.integ = self._integ_ok   # undo", "pass  # undo", T + " " + P),
+    ("no integrator rollback", "firmware/regulator.py", "self.integ = self._integ_ok   # undo", "pass  # undo", T + " " + P + " " + R),
     ("no bumpless setpoint", "firmware/session.py", "            if self._sp_q > cap:\n", "            if False:\n", T + " " + P),
-    ("integrates while limited", "firmware/regulator.py", "if u == raw and not limited:", "if u == raw:", T + " " + P),
+    ("integrates while limited", "firmware/regulator.py", "if u == raw and not limited:", "if u == raw:", T + " " + P + " " + R),
     ("duration range 5-30 min -> 1-30 min", "firmware/limits.py", "MIN_DURATION_S = const(300)", "MIN_DURATION_S = const(60)", T),
     ("sensor check while disabled off", "firmware/safety.py", "if i_ua > limits.DISABLED_MAX_UA:", "if False:", T),
     ("watchdog fed after an exception", "firmware/controller.py", "        i = hal.read_current_ua()\n", "        hal.feed_watchdog()\n        i = hal.read_current_ua()\n", T),
