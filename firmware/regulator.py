@@ -11,8 +11,10 @@ on-track value), and the setpoint is held just above what the load can take
 resistance cannot release a wound-up reference as a current jump.
 
 Saturation is recognised incrementally, by the source itself: a persistent shortfall
-during which the current does not follow increases of the command. (A gain or offset
-error of the source makes the current follow at a different ratio, never not at all.)
+during which increases of the command move neither the current nor the electrode
+voltage as the load says they should (a gain or offset error of the source changes the
+ratio, never stops the response; a falling load can raise the current by itself, but
+at a rail it cannot raise the voltage), or the command is pinned at its ceiling.
 The electrode voltage at that moment becomes the learned rail: the supply may sag
 below the board's nominal compliance.
 """
@@ -52,9 +54,11 @@ class Regulator:
         self._integ_ok = 0    # integrator when last on track: rollback point
         self._u_prev = 0      # command before the last one (its effect is in i_prev)
         self._i_prev = 0
+        self._v_prev = 0
         self._win_n = 0
         self._win_u = 0
         self._win_i = 0
+        self._win_v = 0
 
     def step(self, sp_ua, i_ua, v_mv):
         """Return the source command in µA for setpoint `sp_ua` given the measurements.
@@ -76,20 +80,28 @@ class Regulator:
         e = sp_ua - i_ua
         du = self.u_ua - self._u_prev      # the command change whose effect is in di
         di = i_ua - self._i_prev
+        dv = v_mv - self._v_prev
         self._u_prev = self.u_ua
         self._i_prev = i_ua
+        self._v_prev = v_mv
         if self._sat:
             self._win_n += 1
-            if e <= _LIMIT_ERR_UA:
-                self._sat = False          # the current caught up
+            if e <= 0:
+                self._sat = False          # the current reached the setpoint
             elif self._win_n >= _WINDOW:
                 wu = self.u_ua - self._win_u
-                if wu > 2 * _LIMIT_ERR_UA // 5 and 2 * (i_ua - self._win_i) >= wu:
-                    self._sat = False      # it follows the command again
+                if wu > 2 * _LIMIT_ERR_UA // 5 and 2 * (i_ua - self._win_i) >= wu \
+                        and v_mv > self._win_v:
+                    self._sat = False      # current and voltage follow the command again
                 self._win_n = 0
                 self._win_u = self.u_ua
                 self._win_i = i_ua
-        elif e > _LIMIT_ERR_UA and du > 0 and 2 * di < du:
+                self._win_v = v_mv
+        elif e > _LIMIT_ERR_UA and (self.u_ua >= self.ceiling_ua or (du > 0 and (
+                2 * di < du or dv <= 0))):
+            # the command cannot go up, or it went up and neither the current nor the
+            # electrode voltage followed (at a rail the voltage cannot rise; a falling
+            # load can make the current rise by itself)
             self._short_n += 1
             if self._short_n >= _SHORTFALL_STEPS:
                 self._sat = True
@@ -97,6 +109,7 @@ class Regulator:
                 self._win_n = 0
                 self._win_u = self.u_ua
                 self._win_i = i_ua
+                self._win_v = v_mv
                 if v_mv < self.rail_mv:
                     self.rail_mv = v_mv    # the source stops delivering here
         else:

@@ -76,6 +76,10 @@ def test_invariants_hold_over_random_loads_and_contact_events(s):
     note(json.dumps(s))
     tr = run(s)
     check_all(tr, profile_of(s))
+    # the plant itself stays physical: no electrode voltage above the compliance rail
+    # (plus ADC noise), whatever the events did to the load
+    top = max(s["plant"]["compliance_v"], max([e.get("compliance_v", 0) for e in s["events"]]))
+    assert max(tr.col("electrode_mv")) <= top * 1000 + 200
 
 
 @SETTINGS

@@ -5,7 +5,7 @@ not firmware). It reports the *true* current, which tests use to judge safety.
 
 Load (contact): water+body in series (R_s) with skin R || C, plus an electrode/skin
 polarization offset that opposes the drive. Skin R has the low-current
-non-linearity (apparent R up to 3x below ~3 mA), an optional drift, and a
+non-linearity (apparent R ~3x at 0, 1.1x at 3 mA, monotonic V(I)), an optional drift, and a
 partial-lift factor for one hand. The source holds its commanded current unless the
 load needs more than the compliance voltage; then the current is what the rail can
 push, and the skin capacitance makes the transition gradual. Open circuit: the
@@ -98,8 +98,9 @@ class Plant:
             r *= 1.0 - self.skin_drift * (1.0 - math.exp(-self._contact_s / self.drift_tau_s))
         if self.lift_area < 1.0:
             r = 0.5 * r + 0.5 * r / self.lift_area
-        if self.nonlinear and i_ua < 3000.0:
-            r *= 3.0 - 2.0 * i_ua / 3000.0 if i_ua > 0 else 3.0
+        if self.nonlinear:
+            # ~3x at 0, 1.74x at 1 mA, 1.1x at 3 mA; V = I*R(I) still rises with I
+            r *= 1.0 + 2.0 * math.exp(-i_ua / 1000.0) if i_ua > 0 else 3.0
         return r
 
     def step(self, dt_s):
@@ -166,7 +167,11 @@ class Plant:
             need = i_cmd * 1.0e-6 * rs + vc + vpol
             if need <= v_avail:
                 vinf = i_cmd * 1.0e-6 * rk
-                vc = vinf + (vc - vinf) * math.exp(-dt_s / (rk * c))
+                vc1 = vinf + (vc - vinf) * math.exp(-dt_s / (rk * c))
+                # the skin capacitance may charge into the rail within the step
+                need = i_cmd * 1.0e-6 * rs + vc1 + vpol
+            if need <= v_avail:
+                vc = vc1
                 i1 = i_cmd
                 self.limited = False
             else:

@@ -264,6 +264,7 @@ def _apply(ev, b, profile, ramps, k, per_s):
         elif key == "short":
             p.short = v
         elif key in RAMPED:
+            ramps[:] = [r for r in ramps if r.name != key]   # a new value replaces a ramp
             over = ev.get("over_s", 1.0 if key == "lift_area" else 0.0)
             n = int(over * per_s + 0.5)
             if n <= 0:
