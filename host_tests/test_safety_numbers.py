@@ -406,3 +406,18 @@ def test_virtual_clock_across_the_ticks_wrap():
     check_all(tr, profile_of(s))
     assert tr.bench.ctrl.safety.overruns == 0
     assert tr.first("TREAT") == pytest.approx(0.7 + 29.4, abs=0.1)
+
+
+# ---- regressions found by the property tests --------------------------------------------
+SAG_THEN_DROP = {'profile': {'duration_s': 300, 'ramp_up_s': 30, 'ramp_down_s': 6, 'reverse_polarity': True, 'target_ma': 6.322}, 'plant': {'source_gain_error': -0.01, 'compliance_v': 48.389, 'skin_ohm': 8784.512, 'adc_dnl': True, 'skin_uf': 1.032, 'offset_v': 2.074, 'body_ohm': 644.3, 'water_ohm': 287.409, 'adc_noise_lsb': 2.753, 'source_offset_ua': 5.871}, 'events': [{'t_s': 1.427, 'contact': True}, {'t_s': 0.1, 'water_ohm': 300.0}, {'t_s': 1.1, 'skin_ohm': 1244.635, 'over_s': 24.225}, {'t_s': 3.787, 'contact': True}, {'t_s': 47.918, 'lift_area': 0.116, 'over_s': 1}, {'t_s': 100.603, 'compliance_v': 36.182, 'over_s': 4.112}, {'t_s': 105.654, 'skin_ohm': 300.0, 'over_s': 0.0}], 'end_s': 120, 'seed': 68475, 'clock_start_us': 1023741824}
+FALLING_LOAD_AT_RAIL = {'profile': {'target_ma': 2.0, 'duration_s': 300, 'ramp_up_s': 10, 'ramp_down_s': 5, 'reverse_polarity': True}, 'plant': {'compliance_v': 30.0, 'water_ohm': 10.0, 'body_ohm': 640.0, 'skin_ohm': 300.0, 'skin_uf': 0.05, 'offset_v': 1.2, 'source_gain_error': 0.0, 'source_offset_ua': 0.0, 'adc_noise_lsb': 0.0, 'adc_dnl': False}, 'events': [{'t_s': 2.83, 'contact': True}, {'t_s': 0.1, 'water_ohm': 479.953}, {'t_s': 23.4, 'skin_ohm': 8273.915, 'over_s': 60.0}, {'t_s': 23.4, 'lift_area': 0.1, 'over_s': 1}, {'t_s': 60.316, 'skin_ohm': 693.411, 'over_s': 13.503}, {'t_s': 80.889, 'water_ohm': 10.0}], 'end_s': 120, 'seed': 1, 'clock_start_us': 0}
+
+
+@pytest.mark.parametrize("s", [SAG_THEN_DROP, FALLING_LOAD_AT_RAIL], ids=["sag_then_drop",
+                                                                          "falling_load_at_rail"])
+def test_regression_no_jolt_and_no_false_trip(s):
+    # 1: supply sags to 36 V with the command pinned at its ceiling, then the load drops
+    # 2: the load falls slowly while the source sits at a 30 V rail
+    tr = run(s)
+    check_all(tr, profile_of(s))
+    assert tr.bench.ctrl.safety.fault == 0
