@@ -10,7 +10,8 @@ SCENARIO ?= scenarios/demo.json
 NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
-.PHONY: help venv node demo simulate test mpy-check test-hil bench mutants clean
+.PHONY: help venv node demo simulate test mpy-check test-hil bench mutants clean \
+        sim sim-stop flash check demo-board
 
 help:
 	@echo "make demo            run the demo scenario on the simulated board; trace, summary and plot in $(OUT)/"
@@ -20,6 +21,11 @@ help:
 	@echo "make bench           control quality, speed, heap and size tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
 	@echo "make test-hil PORT=/dev/ttyACM0   hardware-in-the-loop tests against a real board"
+	@echo "make sim             start a virtual board in the background; prints its port (VBOARD=name, TCP=port)"
+	@echo "make sim-stop        stop it (VBOARD=name, or ALL=1)"
+	@echo "make flash [PORT=... BOARD=pico|esp32|sim] [MPY=1]   copy the firmware (default: the virtual board)"
+	@echo "make check [PORT=...]   versions, file hashes, calibration, on-board self test"
+	@echo "make demo-board      flash and check the virtual board, run a time-compressed treatment on it"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
 venv: $(STAMP)
@@ -70,3 +76,33 @@ test-hil: $(STAMP)
 
 clean:
 	rm -rf $(VENV) node_modules build $(OUT) .pytest_cache .hypothesis
+
+# ---- the virtual board, flashing and checking boards (docs/flashing.md) --------------------
+VBOARD ?= sim
+
+sim: $(STAMP)
+	@$(PY) -m tools.virtual_board start --name $(VBOARD) $(if $(TCP),--tcp $(TCP))
+
+sim-stop:
+	@if [ -x $(PY) ]; then $(PY) -m tools.virtual_board stop --name $(VBOARD) $(if $(ALL),--all); fi
+
+flash: $(STAMP)
+	@$(PY) -m tools.flash $(if $(PORT),--port $(PORT)) $(if $(BOARD),--board $(BOARD)) \
+	    $(if $(MPY),--mpy) --vboard $(VBOARD)
+
+check: $(STAMP)
+	@$(PY) -m tools.check $(if $(PORT),--port $(PORT)) --vboard $(VBOARD)
+
+# flash + check a virtual board of its own (VBOARD=demo), then a 5-minute treatment at 30x
+# (about 15 s): dry skin first (compliance limited), skin resistance falls at 100 s, hands
+# out at 180 s and back at 200 s. That board is stopped afterwards unless KEEP=1.
+demo-board: $(STAMP)
+	@mkdir -p $(OUT)
+	@status=0; \
+	$(PY) -m tools.flash --vboard demo && \
+	$(PY) -m tools.check --vboard demo && \
+	$(PY) -m tools.virtual_board session --name demo --out $(OUT) --speed 30 --skin-ohm 2000 \
+	    --event 100:skin_ohm=1200 --event 180:contact=false --event 200:contact=true \
+	    || status=$$?; \
+	[ -n "$(KEEP)" ] || $(PY) -m tools.virtual_board stop --name demo; \
+	exit $$status

@@ -4,6 +4,12 @@ Used by host tests, the simulator and the virtual board. It never imports `machi
 every object is a duck-typed stand-in wired to `sim.plant.Plant`. The control loop
 reads the ADC codes the plant computed at the end of its last step, so a read is an
 attribute fetch and allocates nothing.
+
+On the virtual board (tools/virtual_board.py) `main.main()` takes the loop clock from
+this module: `ticks_us()` / `sleep_us()` below advance the plant of the hardware built
+last with the board's own clock, and read the load (hands in or out, skin resistance,
+...) and the clock speed from the control file `plant.json` in the board's flash.
+Host tests build their own plant and clock and never call them.
 """
 
 from micropython import const
@@ -17,6 +23,10 @@ COMPLIANCE_MV = const(40000)
 HW_TRIP_UA = const(0)       # no comparator modelled
 OVERSAMPLE = const(1)
 WDT_TIMEOUT_MS = const(500)
+# the plant has no gain or offset error unless a test gives it one: identity calibration,
+# used by the firmware only while no calibration is stored on the (virtual) board
+DEFAULT_CALIBRATION = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0,
+                       "r_gain": 16384, "r_offset": 0}
 
 
 class _CurrentAdc:
@@ -95,4 +105,146 @@ def build(plant=None, watchdog=False, **plant_args):
         args = {"compliance_v": COMPLIANCE_MV / 1000}
         args.update(plant_args)
         plant = Plant(i_fs_ua=I_FS_UA, v_fs_mv=V_FS_MV, ref_fs_ua=REF_FS_UA, **args)
+    global _plant
+    _plant = plant
     return Hardware(plant)
+
+
+# ---- the virtual board's clock -------------------------------------------------------
+# The clock is ideal: it advances only in sleep_us(), by exactly the time asked for, and
+# the plant advances by the same time. So the firmware sees the loop of a board that
+# always keeps its period, whatever the host's load (a busy host slows the board down
+# instead of making it overrun). The wall clock only paces it: `speed` virtual seconds
+# per wall second (1 = real time, 0 = as fast as the interpreter runs), from the
+# control file. With a fixed load, a time-compressed session is reproducible.
+
+CONTROL_FILE = "plant.json"
+# control file keys -> type; every other key is refused (the whole file is then ignored)
+LOAD_KEYS = {"contact": bool, "short": bool, "lift_area": float, "skin_ohm": float,
+             "water_ohm": float, "body_ohm": float, "skin_drift": float,
+             "offset_v": float, "compliance_v": float, "speed": float}
+_POLL_US = const(200000)     # wall time between looks at the control file
+
+_plant = None                # the plant of the hardware built last
+_now = 0                     # board ticks, µs (ideal clock)
+_virt = 0                    # virtual µs since the wall anchor
+_wall0 = None                # wall ticks at the anchor
+_next_poll = 0
+_speed = 1.0
+_control_text = None
+_control_plant = None        # the plant the control file was last applied to
+control_error = None         # why the control file was last refused (None: accepted)
+
+
+def ticks_us():
+    """The board's clock: what main.run() passes to Controller.tick()."""
+    return _now
+
+
+def sleep_us(us):
+    """Advance the clock and the plant by `us`, then wait for the wall clock (paced)."""
+    global _now, _virt, _wall0, _next_poll
+    from ticks import ticks_add, ticks_diff
+    from ticks import ticks_us as wall_us
+    if us > 0:
+        p = _plant
+        if p is not None:
+            left = us
+            while left > CONTROL_PERIOD_US:      # long waits (self test) in loop periods
+                p.step(CONTROL_PERIOD_US / 1000000)
+                left -= CONTROL_PERIOD_US
+            p.step(left / 1000000)
+        _now = ticks_add(_now, us)
+        _virt += us
+    wall = wall_us()
+    if _wall0 is None or ticks_diff(wall, _next_poll) >= 0:
+        _next_poll = ticks_add(wall, _POLL_US)
+        if _wall0 is not None and _speed > 0:   # move the anchor: keeps _virt small
+            _wall0 = ticks_add(_wall0, int(_virt / _speed))
+            _virt = 0
+        poll_control()                          # may change the speed: re-anchors
+    if _wall0 is None or _speed <= 0:
+        _wall0 = wall
+        _virt = 0
+    if _speed > 0:
+        ahead = int(_virt / _speed) - ticks_diff(wall, _wall0)
+        if ahead > 0:
+            _wall_sleep(ahead)
+        elif ahead < -500000:
+            _wall0 = wall       # far behind (host busy, process stopped): no catch-up burst
+            _virt = 0
+
+
+def _wall_sleep(us):
+    import time
+    try:
+        time.sleep_us(us)       # MicroPython: interruptible, so Ctrl-C reaches the loop
+    except AttributeError:
+        time.sleep(us / 1000000)
+
+
+def poll_control(path=CONTROL_FILE):
+    """Apply the control file if its text (or the plant) changed; a bad file is refused
+    as a whole."""
+    global _control_text, _control_plant, control_error
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    if text == _control_text and _control_plant is _plant:
+        return
+    _control_text = text
+    _control_plant = _plant
+    try:
+        settings = parse_control(text) if text.strip() else {}
+    except ValueError as e:
+        control_error = str(e)
+        return
+    control_error = None
+    apply_control(settings)
+
+
+def parse_control(text):
+    """JSON object text -> {key: value} with the types of LOAD_KEYS; ValueError if bad."""
+    import json
+    try:
+        d = json.loads(text)
+    except ValueError:
+        raise ValueError("control file: not JSON")
+    if not isinstance(d, dict):
+        raise ValueError("control file: not a JSON object")
+    out = {}
+    for k in d:
+        v = d[k]
+        kind = LOAD_KEYS.get(k)
+        if kind is None:
+            raise ValueError("control file: unknown key " + str(k))
+        if kind is bool:
+            if v is not True and v is not False:
+                raise ValueError("control file: %s must be true or false" % k)
+        else:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError("control file: %s must be a number >= 0" % k)
+            v = float(v)
+            if k == "lift_area" and not 0.01 <= v <= 1.0:
+                raise ValueError("control file: lift_area must be in 0.01..1")
+            if k in ("skin_ohm", "water_ohm", "body_ohm") and v > 1000000:
+                raise ValueError("control file: %s above 1 MOhm" % k)
+            if k == "compliance_v" and not 1.0 <= v <= 100.0:
+                raise ValueError("control file: compliance_v must be in 1..100")
+        out[k] = v
+    return out
+
+
+def apply_control(settings, plant=None):
+    """Set the load on `plant` (default: the one built last) and the clock's speed."""
+    global _speed, _wall0
+    p = plant if plant is not None else _plant
+    for k in settings:
+        if k == "speed":
+            if settings[k] != _speed:
+                _speed = settings[k]
+                _wall0 = None          # re-anchor the pacing at the new speed
+        elif p is not None:
+            setattr(p, k, settings[k])

@@ -3,6 +3,11 @@
 The only firmware file that sleeps. `run()` takes its clock and sleep as arguments, so
 host tests drive it in virtual time. Any exception escaping the step cuts the output
 before anything else happens (then the fault is latched and reported).
+
+`main()` loads the stored records and the treatment log first (before the watchdog
+starts: the log scan reads every slot), builds the board with the stored calibration,
+and runs the loop with the app's poll (host protocol on stdin/stdout, log, telemetry;
+see app.py). After the loop died, the app records the session that was running.
 """
 
 import safety
@@ -46,18 +51,46 @@ def main():
     import time
 
     import board
+    import records
+    import storage
+    from app import App
+    from hostio import HostIO
     try:
         import micropython
         micropython.alloc_emergency_exception_buf(100)
     except (ImportError, AttributeError):
         pass
+    store = records.Store(storage.Fs(), "data").load()
+    cal = records.calibration_of(store.cal.data) if store.cal.data else Calibration()
     hw = board.build(watchdog=True)
-    hal = Hal(hw, board, Calibration())
+    hal = Hal(hw, board, cal)
     ctrl = Controller(hal, board)
     # a board may bring its own clock (the virtual board runs time-compressed)
     ticks = getattr(board, "ticks_us", None) or time.ticks_us
     sleep = getattr(board, "sleep_us", None) or time.sleep_us
-    run(ctrl, ticks, sleep)
+    io = HostIO()
+    app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable,
+              uid=_unique_id(board), hw=hw, sleep_us=sleep,
+              default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
+              on_active=lambda active: io.set_interrupt(not active))
+    try:
+        run(ctrl, ticks, sleep, poll=app.poll)
+    finally:
+        io.set_interrupt(True)
+        app.crashed()     # the output is already off (run's handler, or never on)
+
+
+def _unique_id(board):
+    """The board's serial number as hex: board.unique_id() or machine.unique_id()."""
+    try:
+        f = getattr(board, "unique_id", None)
+        if f is None:
+            import machine
+            f = machine.unique_id
+        uid = f()
+        return uid if isinstance(uid, str) else "".join("%02x" % b for b in uid)
+    except Exception:
+        return None
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ TOP_KEYS = ("profile", "plant", "events", "end_s", "start_s", "seed", "clock_sta
 
 class ScenarioError(ValueError):
     def __init__(self, key, message):
-        ValueError.__init__(self, key + ": " + message)
+        super().__init__(key + ": " + message)
         self.key = key
 
 

@@ -1,0 +1,208 @@
+"""Everything main's poll does between control steps: host protocol, log, telemetry.
+
+`App.poll()` is passed to `main.run()` as `poll`: it runs after every `tick()` and must
+never hold the loop for long. Per call it does, in this order:
+  1. the clock (uptime; wall-clock time once the host set it);
+  2. the recorder: notices a session begin or end, sums TREAT current and load;
+  3. at most one log append, and only while no current flows (DONE/FAULT/IDLE, output
+     disabled); a failed append is retried at most once a second;
+  4. at most one telemetry line, if enabled and due (skipped, and counted, when the
+     output stream reports it is not writable);
+  5. input: at most READ_MAX bytes read from the host, at most ONE line answered, and
+     none in the poll right after one that answered a line: that poll instead collects
+     the garbage if the heap is getting low (MicroPython), so a collection never adds to
+     the cost of a line.
+So a flood of input costs at most one short read and one reply per two loop periods;
+the rest waits in the host's and the USB stack's buffers (flow control).
+Commands that write flash or drive the output are refused while a session runs.
+"""
+
+import records
+import safety
+import session as sm
+import storage
+from calibration import Calibration
+from clock import Clock
+from commands import Commands
+from protocol import Protocol
+from recorder import Recorder
+
+READ_MAX = 64
+GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
+_LOG_RETRY_MS = 1000
+_USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)
+
+
+class App:
+    def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
+                 service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
+                 on_active=None):
+        """`store`: a loaded records.Store. `write(bytes)`: one output line. `reader`:
+        `.readinto(buf) -> n` without blocking, or None. `writable()`: False when output
+        would block (telemetry is then skipped). `hw`/`sleep_us`: the board's hardware and
+        a sleep, for the self test (without them it only reads the idle channels).
+        `default_cal`: the board's calibration dict, used only while none is stored.
+        `on_active(bool)`: told when a session starts or ends (e.g. Ctrl-C off/on)."""
+        self.ctrl = ctrl
+        self.store = store
+        self.board = ctrl.board
+        self.board_name = getattr(self.board, "NAME", "?")
+        self.uid = uid
+        self.service = service
+        self.clock = Clock(ticks_us)
+        self.recorder = Recorder()
+        self.commands = Commands(self)
+        self.proto = Protocol(self.commands.handle, write)
+        self._reader = reader
+        self._writable = writable
+        self._hw = hw
+        self._sleep_us = sleep_us
+        self._on_active = on_active
+        self._active = False
+        self.tel_hz = 0
+        self._tel_next = 0
+        self.tel_sent = 0
+        self.tel_dropped = 0
+        self.log_errors = 0
+        self._log_retry = -1
+        self._rbuf = bytearray(READ_MAX)
+        self._rpos = 0
+        self._rend = 0
+        self._answered = False
+        self.collections = 0
+        try:
+            import gc
+            self._gc = gc if hasattr(gc, "mem_free") else None
+        except ImportError:
+            self._gc = None
+        self.cal_status = storage.MISSING
+        self.cal_in_use = Calibration()
+        cal = store.cal
+        if cal.data is not None:
+            self.use_calibration(records.calibration_of(cal.data), cal.status)
+        elif cal.status == storage.MISSING and default_cal is not None:
+            d = {}
+            for k in records.CAL_INTS:
+                if k in default_cal:
+                    d[k] = default_cal[k]
+            self.use_calibration(Calibration(**d).validate(), storage.DEFAULT)
+        else:
+            self.use_calibration(Calibration(), cal.status)   # treatment stays refused
+
+    # ---- state ----------------------------------------------------------------------------
+    def session_active(self):
+        st = self.ctrl.session.state
+        return st != sm.IDLE and st != sm.DONE and st != sm.FAULT
+
+    def cal_usable(self):
+        return self.cal_status in _USABLE
+
+    def use_calibration(self, cal, status):
+        """Apply `cal` to the HAL (only ever with the output off: not during a session)."""
+        self.ctrl.hal.set_calibration(self.board, cal)
+        self.cal_in_use = cal
+        self.cal_status = status
+
+    def set_telemetry(self, hz):
+        self.tel_hz = hz
+        self._tel_next = self.clock.uptime_ms()
+
+    # ---- the poll -------------------------------------------------------------------------
+    def poll(self):
+        clock = self.clock
+        clock.update()
+        ctrl = self.ctrl
+        rec = self.recorder
+        rec.observe(ctrl, clock)
+        active = self.session_active()
+        if rec.pending and not active and not ctrl.hal.enabled:
+            self._flush_log()
+        if active != self._active:
+            self._active = active
+            if self._on_active is not None:
+                self._on_active(active)
+        if self.tel_hz:
+            self._telemetry()
+        if self._answered:                 # the last poll answered a line: tidy up instead
+            self._answered = False
+            gc = self._gc
+            if gc is not None and gc.mem_free() < GC_LOW:
+                gc.collect()
+                self.collections += 1
+            return
+        if self._rpos >= self._rend:
+            if self._reader is None:
+                return
+            n = self._reader.readinto(self._rbuf)
+            if not n:
+                return
+            self._rpos = 0
+            self._rend = n
+        lines = self.proto.lines
+        self._rpos = self.proto.feed_range(self._rbuf, self._rpos, self._rend, 1)
+        self._answered = self.proto.lines != lines
+
+    def feed(self, data, max_lines=-1):
+        """Hand host bytes straight to the protocol (tests, other transports)."""
+        return self.proto.feed(data, max_lines)
+
+    def _flush_log(self):
+        now = self.clock.uptime_ms()
+        if self._log_retry >= 0 and now < self._log_retry:
+            return
+        try:
+            self.store.log.append(self.recorder.pending[0])
+        except OSError:
+            self.log_errors += 1
+            self._log_retry = now + _LOG_RETRY_MS
+            return
+        self.recorder.pending.pop(0)
+        self._log_retry = -1
+
+    def _telemetry(self):
+        now = self.clock.uptime_ms()
+        if now < self._tel_next:
+            return
+        period = 1000 // self.tel_hz
+        self._tel_next += period
+        if self._tel_next <= now:
+            self._tel_next = now + period     # no burst to catch up after a stall
+        if self._writable is not None and not self._writable():
+            self.tel_dropped += 1
+            return
+        ctrl = self.ctrl
+        on = ctrl.hal.enabled
+        if self.proto.event({"t": "tel", "ms": now, "state": sm.NAMES[ctrl.session.state],
+                             "sp_ua": ctrl.session.sp_ua if on else 0, "i_ua": ctrl.i_ua,
+                             "v_mv": ctrl.v_mv, "lim": bool(on and ctrl.regulator.limited),
+                             "fault": safety.NAMES[ctrl.safety.fault]}):
+            self.tel_sent += 1
+
+    # ---- self test and the end of the loop ------------------------------------------------
+    def selftest(self):
+        """[(name, passed, detail)]; only called with no session running."""
+        ctrl = self.ctrl
+        hal = ctrl.hal
+        if self._hw is None or self._sleep_us is None:
+            i = hal.read_current_ua()
+            code = hal.read_voltage_code()
+            return [("output_off", not hal.enabled and hal.ref_code == 0 and abs(i) <= 500,
+                     "output disabled, %d uA read" % i),
+                    ("adc", code < 64511 and hal.read_current_code() < 64511,
+                     "voltage code %d" % code)]
+        import selftest
+        try:
+            return selftest.run(self._hw, self.board, self.cal_in_use, self._sleep_us)
+        finally:
+            hal.off()
+            hal.set_polarity(hal.polarity)    # the test drove the pin; restore the HAL's view
+
+    def crashed(self):
+        """After the loop died (main.run already cut the output): record the session if one
+        ran. Never raises."""
+        try:
+            self.recorder.observe(self.ctrl, self.clock)
+            while self.recorder.pending:
+                self.store.log.append(self.recorder.pending.pop(0))
+        except Exception:
+            pass

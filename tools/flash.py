@@ -1,0 +1,283 @@
+"""Copy the firmware onto a board with mpremote, sending only what changed.
+
+    python -m tools.flash [--port PORT] [--board BOARD] [--mpy] [--no-reset] [--vboard NAME]
+
+Without --port the target is the virtual board NAME (default "sim"; started if it is not
+running) and BOARD defaults to sim. What is copied is listed in tools/manifest.py:
+firmware/*.py, boards/BOARD.py as board.py, simulation/plant.py for sim, then
+manifest.json (firmware version, git revision, sha256 of every file).
+
+Steps: (1) one mpremote call asks the board for its MicroPython version and the sha256 of
+every file the new image or the old manifest names; (2) one call removes main.py (so an
+interrupted flash leaves a board that does not start half-updated firmware), removes
+files the image no longer has (and a stale .py/.mpy twin that would shadow a module),
+copies every changed file with main.py last, and writes the manifest; (3) one call
+re-reads the hashes to verify; (4) `mpremote reset` starts the new firmware. With nothing
+changed, (2) and (3) are skipped: no file is sent.
+
+Exit status: 0 done; 1 the copy or the verification failed; 2 refused before anything
+was written (no such BOARD, the port does not answer, MicroPython too old, ...).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from tools import manifest as mf
+from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+PROBE_TIMEOUT = 20.0
+PROBE = r"""
+import sys, json
+try:
+    import hashlib, binascii
+except ImportError:
+    hashlib = None
+def _h(n):
+    try:
+        f = open(n, 'rb')
+    except OSError:
+        return None
+    if hashlib is None:
+        f.close()
+        return '?'
+    d = hashlib.sha256()
+    b = bytearray(1024)
+    m = memoryview(b)
+    while True:
+        k = f.readinto(b)
+        if not k:
+            break
+        d.update(m[:k])
+    f.close()
+    return binascii.hexlify(d.digest()).decode()
+try:
+    with open('manifest.json') as f:
+        _m = f.read()
+except OSError:
+    _m = None
+_names = %(names)s
+if _m:
+    try:
+        _names = _names + [n for n in json.loads(_m)['files'] if n not in _names]
+    except Exception:
+        pass
+_r = {'v': list(sys.implementation.version[:3]), 'mpy': getattr(sys.implementation, '_mpy', 0),
+      'platform': sys.platform, 'machine': getattr(sys.implementation, '_machine', ''),
+      'manifest': _m, 'files': {}}
+for _n in _names:
+    _r['files'][_n] = _h(_n)
+print('FLASHPROBE ' + json.dumps(_r))
+"""
+
+
+class Refused(Exception):
+    """Refuse before writing anything: message, exit status 2."""
+
+
+def probe(port, names, timeout=PROBE_TIMEOUT, resume=False):
+    """The board's version, .mpy version, manifest text and {name: sha256 or None}."""
+    code = PROBE % {"names": json.dumps(sorted(set(names)))}
+    return exec_json(port, code, "FLASHPROBE", timeout=timeout, resume=resume)
+
+
+def twin(name):
+    if name.endswith(".py"):
+        return name[:-3] + ".mpy"
+    if name.endswith(".mpy"):
+        return name[:-4] + ".py"
+    return None
+
+
+def _size(n):
+    return "%.1f kB" % (n / 1000.0) if n >= 1000 else "%d B" % n
+
+
+def resolve_port(port, vboard_name, board, say):
+    """(port, virtual board or None, board name). Starts the virtual board if needed."""
+    from tools.vboard import BoardError, VirtualBoard, find_by_port
+    if port:
+        vb = find_by_port(port)
+        if vb is not None:
+            board = board or "sim"
+        elif not board:
+            raise Refused("give the board file for %s: BOARD=%s" % (port, "|".join(mf.boards())))
+        if (port.startswith("/dev/") and not os.path.exists(port)):
+            raise Refused("port %s does not exist" % port)
+        return port, vb, board
+    board = board or "sim"
+    vb = VirtualBoard(vboard_name)
+    if not vb.running:
+        say("starting virtual board %s ..." % vboard_name)
+    try:
+        st = vb.start()
+    except BoardError as e:
+        raise Refused(str(e))
+    return st["port"], vb, board
+
+
+def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=None,
+          timeout_scale=1.0, probe_timeout=PROBE_TIMEOUT, err=None):
+    """Flash; returns the exit status. Progress goes to `out` (default stdout), refusals
+    and failures to `err` (default stderr)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def say(msg):
+        out.write(msg + "\n")
+        out.flush()
+
+    def fail(msg):
+        out.flush()
+        err.write(msg + "\n")
+        err.flush()
+
+    t0 = time.monotonic()
+    try:
+        if board is not None and board not in mf.boards():
+            raise Refused("no board %r: boards/ has %s" % (board, ", ".join(mf.boards())))
+        try:
+            mpremote_argv()
+        except RemoteError as e:
+            raise Refused(str(e))
+        port, vb, board = resolve_port(port, vboard_name, board, say)
+        if vb is not None and board != "sim":
+            raise Refused("the virtual board runs BOARD=sim only (asked for %s)" % board)
+        where = "virtual board %s, " % vb.name if vb is not None else ""
+        say("flash: BOARD=%s -> %s%s" % (board, where, port))
+        names = [n for n, _ in mf.sources(board)]
+        ask = set(names) | {mf.MANIFEST_NAME}
+        ask |= {twin(n) for n in names}
+        ask |= {n[:-3] + ".mpy" for n in names}
+        try:
+            info = probe(port, ask, timeout=probe_timeout * timeout_scale)
+        except RemoteError as e:
+            raise Refused("port %s does not answer as a MicroPython board: %s" % (port, e))
+        version = mf.version_tuple(info["v"])
+        board_mpy = mf.mpy_version(info.get("mpy"))
+        say("  board runs MicroPython %s (%s), .mpy %s" % (
+            ".".join(map(str, version)), info.get("machine") or info.get("platform"),
+            board_mpy or "unknown"))
+        if version < mf.MICROPYTHON_MIN:
+            raise Refused("the firmware needs MicroPython >= %s; the board runs %s: install a "
+                          "newer MicroPython first (docs/flashing.md)"
+                          % (".".join(map(str, mf.MICROPYTHON_MIN)), ".".join(map(str, version))))
+        mpy_ver = None
+        if mpy:
+            if not board_mpy or not board_mpy.startswith("6."):
+                raise Refused("cannot precompile for this board (.mpy version %s)" % board_mpy)
+            mpy_ver = board_mpy
+        image = mf.Image(board, mpy=mpy_ver)
+    except (Refused, mf.ManifestError) as e:
+        fail("flash: refused: %s" % e)
+        fail("flash: nothing was written")
+        return EXIT_REFUSED
+
+    on_board = info["files"]
+    old_names = []
+    if info.get("manifest"):
+        try:
+            old_names = list(mf.parse_manifest(info["manifest"])["files"])
+        except mf.ManifestError:
+            pass
+    send = [n for n in sorted(image.files) if on_board.get(n) != image.hashes[n]]
+    unchanged = len(image.files) - len(send)
+    remove = set(n for n in old_names if n not in image.files and on_board.get(n))
+    for n in image.files:
+        t = twin(n)
+        if t and t not in image.files and on_board.get(t):
+            remove.add(t)          # a stale .py shadows a new .mpy (and the other way)
+    remove = sorted(remove)
+    manifest_same = on_board.get(mf.MANIFEST_NAME) == image.manifest_hash
+    if not send and not remove and manifest_same:
+        say("  %d files up to date; nothing sent" % len(image.files))
+    else:
+        if on_board.get("main.py") and "main.py" not in send and "main.py" in image.files:
+            send.append("main.py")              # it is removed first, so it goes again
+        send.sort(key=lambda n: (n in mf.SOURCE_ONLY, n))   # main.py (and boot.py) last
+        unchanged = len(image.files) - len(send)
+        total = sum(len(image.files[n]) for n in send)
+        say("  %d files: %d to send (%s), %d unchanged, %d to remove"
+            % (len(image.files), len(send), _size(total), unchanged, len(remove)))
+        args = []
+        if on_board.get("main.py") or on_board.get("main.mpy"):
+            args += ["fs", "rm"] + [":" + n for n in ("main.py", "main.mpy")
+                                    if on_board.get(n)] + ["+"]
+            remove = [n for n in remove if n not in ("main.py", "main.mpy")]
+        if remove:
+            args += ["fs", "rm"] + [":" + n for n in remove] + ["+"]
+        for n in send:
+            args += ["fs", "cp", "-f", str(image.path(n)), ":" + n, "+"]
+        args += ["fs", "cp", "-f", str(image.path(mf.MANIFEST_NAME)), ":" + mf.MANIFEST_NAME]
+        index = {":" + n: i for i, n in enumerate(send, 1)}
+
+        def progress(line):
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "cp":
+                dest = parts[2]
+                if dest in index:
+                    n = dest[1:]
+                    say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
+                                                 _size(len(image.files[n]))))
+                elif dest == ":" + mf.MANIFEST_NAME:
+                    say("  manifest.json (firmware %s, git %s%s)" % (
+                        mf.firmware_version(), image.revision[:12],
+                        ", modified" if image.dirty else ""))
+            elif len(parts) >= 2 and parts[0] == "rm":
+                say("  removed %s" % parts[1].lstrip(":"))
+
+        r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
+                     on_line=progress, resume=True)
+        if not r.ok:
+            fail("flash: FAILED while copying: %s" % r.reason())
+            fail("flash: the board is incomplete (main.py was removed first, so it will not "
+                 "start); run the flash again")
+            return EXIT_FAILED
+        try:
+            after = probe(port, list(image.files) + [mf.MANIFEST_NAME] + list(remove),
+                          timeout=PROBE_TIMEOUT * timeout_scale, resume=True)
+        except RemoteError as e:
+            fail("flash: FAILED: could not verify: %s" % e)
+            return EXIT_FAILED
+        bad = [n for n in image.files if after["files"].get(n) != image.hashes[n]]
+        if after["files"].get(mf.MANIFEST_NAME) != image.manifest_hash:
+            bad.append(mf.MANIFEST_NAME)
+        bad += [n for n in remove if after["files"].get(n)]
+        if bad:
+            fail("flash: FAILED: verification: %s differ" % ", ".join(bad))
+            return EXIT_FAILED
+        say("  verified: %d files match the manifest" % len(image.files))
+    if reset:
+        r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True)
+        say("  reset: the firmware starts" if r.ok else "  reset failed (%s): reset the board "
+            "by hand" % r.reason())
+    say("flash: done in %.1f s" % (time.monotonic() - t0))
+    return EXIT_OK
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.flash", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", default=None,
+                    help="serial port or URL (default: the virtual board)")
+    ap.add_argument("--board", default=None,
+                    help="board file in boards/ (default for the virtual board: sim)")
+    ap.add_argument("--mpy", action="store_true", help="precompile with mpy-cross")
+    ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
+    ap.add_argument("--vboard", default="sim", help="name of the virtual board (default sim)")
+    ap.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT,
+                    help="seconds the board has to answer the first call (default %g)"
+                    % PROBE_TIMEOUT)
+    ns = ap.parse_args(argv)
+    return flash(ns.port, ns.board, mpy=ns.mpy, reset=not ns.no_reset, vboard_name=ns.vboard,
+                 probe_timeout=ns.probe_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Start, find, reset and stop virtual boards; set their load. Used by the CLI, flash, tests.
+
+Each board has a state folder (default build/vboard/NAME): `flash/` (the board's files),
+`state.json` (pid, port, url; present while it runs) and `daemon.log`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_ROOT = REPO_ROOT / "build" / "vboard"
+DEFAULT_NAME = "sim"
+CONTROL_FILE = "plant.json"     # boards/sim.py CONTROL_FILE
+
+
+class BoardError(RuntimeError):
+    """A virtual board could not be started, found or controlled; str() says why."""
+
+
+class VirtualBoard:
+    """A running (or not) virtual board, by its state folder."""
+
+    def __init__(self, name=DEFAULT_NAME, state_dir=None):
+        self.name = name
+        self.state_dir = Path(state_dir) if state_dir else STATE_ROOT / name
+        self.flash = self.state_dir / "flash"
+
+    def __repr__(self):
+        return "VirtualBoard(%r, %s)" % (self.name, self.state_dir)
+
+    # ---- state --------------------------------------------------------------------
+    def state(self):
+        """The state dict if the board runs, else None (a stale state file is removed)."""
+        path = self.state_dir / "state.json"
+        try:
+            st = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not _alive(st.get("pid")):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        return st
+
+    @property
+    def running(self):
+        return self.state() is not None
+
+    @property
+    def port(self):
+        st = self.state()
+        return st["port"] if st else None
+
+    @property
+    def url(self):
+        st = self.state()
+        return st.get("url") if st else None
+
+    # ---- life -------------------------------------------------------------------------
+    def start(self, tcp=None, owner=None, speed=None, timeout=30.0, heapsize=None):
+        """Start the board (or return the running one's state). tcp: TCP port (0 = any)."""
+        st = self.state()
+        if st:
+            return st
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.flash.mkdir(exist_ok=True)
+        if speed is not None:
+            self.set_load(speed=speed)
+        argv = [sys.executable, "-m", "tools.vboard.daemon", "--state", str(self.state_dir)]
+        if tcp is not None:
+            argv += ["--tcp", str(tcp)]
+        if owner is not None:
+            argv += ["--owner", str(owner)]
+        if heapsize is not None:
+            argv += ["--heapsize", str(heapsize)]
+        log = open(self.state_dir / "daemon.log", "ab")
+        try:
+            proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st and st.get("pid") == proc.pid:
+                return st
+            if proc.poll() is not None:
+                raise BoardError("virtual board %s did not start (exit %s); see %s"
+                                 % (self.name, proc.returncode, self.state_dir / "daemon.log"))
+            time.sleep(0.02)
+        proc.kill()
+        raise BoardError("virtual board %s did not start within %s s; see %s"
+                         % (self.name, timeout, self.state_dir / "daemon.log"))
+
+    def stop(self, timeout=10.0):
+        """Stop the board; True if it was running."""
+        st = self.state()
+        if not st:
+            return False
+        pid = st["pid"]
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.02)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.state()            # removes a stale state file
+        return True
+
+    def hard_reset(self, timeout=10.0):
+        """Restart the interpreter as from power-up (files kept)."""
+        st = self.state()
+        if not st:
+            raise BoardError("virtual board %s is not running" % self.name)
+        before = st.get("resets", {}).get("power", 0)
+        os.kill(st["pid"], signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st and st.get("resets", {}).get("power", 0) > before:
+                return st
+            time.sleep(0.02)
+        raise BoardError("virtual board %s did not reset within %s s" % (self.name, timeout))
+
+    # ---- the load (boards/sim.py reads flash/plant.json) -----------------------------
+    def load(self):
+        try:
+            return json.loads((self.flash / CONTROL_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_load(self, **settings):
+        """Merge settings (contact, skin_ohm, speed, ...) into the control file, atomically."""
+        current = self.load()
+        for k, v in settings.items():
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        self.flash.mkdir(parents=True, exist_ok=True)
+        tmp = self.flash / (CONTROL_FILE + ".tmp")
+        tmp.write_text(json.dumps(current, sort_keys=True) + "\n")
+        os.replace(tmp, self.flash / CONTROL_FILE)
+        return current
+
+
+def _alive(pid):
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) is not alive
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def all_boards(root=STATE_ROOT):
+    """VirtualBoard objects for every state folder under root (running or not)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [VirtualBoard(p.name, p) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
+def find_by_port(port, root=STATE_ROOT):
+    """The running virtual board whose port or URL is `port`, or None."""
+    for b in all_boards(root):
+        st = b.state()
+        if st and port in (st.get("port"), st.get("url")):
+            return b
+    return None
