@@ -14,8 +14,8 @@ FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
         sim sim-stop flash check demo-board
 
 help:
-	@echo "make demo            run the demo scenario on the simulated board; trace, summary and plot in $(OUT)/"
-	@echo "make simulate SCENARIO=file.json   the same for any scenario"
+	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
+	@echo "make simulate [SCENARIO=file.json]   run a scenario in the simulator (default scenarios/demo.json): trace, summary, plot in $(OUT)/"
 	@echo "make test            all host tests (CPython, MicroPython VMs, mpy-cross) - sets itself up"
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross"
 	@echo "make bench           control quality, speed, heap and size tables"
@@ -25,7 +25,6 @@ help:
 	@echo "make sim-stop        stop it (VBOARD=name, or ALL=1)"
 	@echo "make flash [PORT=... BOARD=pico|esp32|sim] [MPY=1]   copy the firmware (default: the virtual board)"
 	@echo "make check [PORT=...]   versions, file hashes, calibration, on-board self test"
-	@echo "make demo-board      flash and check the virtual board, run a time-compressed treatment on it"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
 venv: $(STAMP)
@@ -44,8 +43,8 @@ $(NODE_STAMP): package-lock.json
 	    echo "      (and fail under CI). Install Node.js 20+ to run them." >&2; \
 	fi
 
-demo: SCENARIO = scenarios/demo.json
-demo: simulate
+# the main job: flash the virtual board, check it, run a time-compressed treatment on it
+demo: demo-board
 
 simulate: $(STAMP)
 	@mkdir -p $(OUT)
