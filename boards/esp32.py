@@ -129,3 +129,9 @@ def build(watchdog=False, ref="pwm"):
     """
     import machine
     return Hardware(machine, watchdog, ref)
+
+
+def watchdog():
+    """Start the hardware watchdog (it cannot be stopped); main arms it at session start."""
+    import machine
+    return machine.WDT(timeout=WDT_TIMEOUT_MS)

@@ -73,3 +73,9 @@ def build(watchdog=False):
     """Build the hardware with the output off. `watchdog=True` starts the WDT (main does)."""
     import machine
     return Hardware(machine, watchdog)
+
+
+def watchdog():
+    """Start the hardware watchdog (it cannot be stopped); main arms it at session start."""
+    import machine
+    return machine.WDT(timeout=WDT_TIMEOUT_MS)

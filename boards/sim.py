@@ -248,3 +248,8 @@ def apply_control(settings, plant=None):
                 _wall0 = None          # re-anchor the pacing at the new speed
         elif p is not None:
             setattr(p, k, settings[k])
+
+
+def watchdog():
+    """The sim watchdog: counts feeds (main arms it at the first session start)."""
+    return _Watchdog()

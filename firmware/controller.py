@@ -15,7 +15,7 @@ from ticks import ticks_diff
 
 
 class Controller:
-    def __init__(self, hal, board):
+    def __init__(self, hal, board, arm_watchdog=None):
         self.hal = hal
         self.board = board
         self.period_us = board.CONTROL_PERIOD_US
@@ -28,6 +28,7 @@ class Controller:
         self.i_ua = 0
         self.v_mv = 0
         self.steps = 0
+        self.arm_watchdog = arm_watchdog   # called once, at the first session start (main)
 
     # ---- commands (validated; a refused command changes nothing) ---------------
     def start(self, profile):
@@ -35,6 +36,9 @@ class Controller:
         if self.safety.fault:
             raise ValueError("fault latched: reset first")
         self.session.start(profile)
+        if self.arm_watchdog is not None:
+            self.arm_watchdog()
+            self.arm_watchdog = None
         self.regulator.new_session()
         # the command may exceed the target by the trip margin to absorb source gain error
         self.regulator.ceiling_ua = limits.trip_level_ua(profile.target_ua)

@@ -104,6 +104,10 @@ class Hal:
     def hw_tripped(self):
         return self._trip is not None and self._trip() == 1
 
+    def set_watchdog(self, wdt):
+        """Start feeding `wdt` (an object with feed()) from the next step on."""
+        self._feed = wdt.feed
+
     def feed_watchdog(self):
         if self._feed is not None:
             self._feed()

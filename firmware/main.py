@@ -47,6 +47,16 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1):
     return n
 
 
+def _watchdog_arming(board, hal):
+    """A function that starts the board's watchdog for `hal` to feed, or None."""
+    if not hasattr(board, "watchdog"):
+        return None
+
+    def arm():
+        hal.set_watchdog(board.watchdog())
+    return arm
+
+
 def main():
     import time
 
@@ -62,9 +72,12 @@ def main():
         pass
     store = records.Store(storage.Fs(), "data").load()
     cal = records.calibration_of(store.cal.data) if store.cal.data else Calibration()
-    hw = board.build(watchdog=True)
+    # No watchdog at boot: a started WDT cannot be stopped, and every mpremote call
+    # interrupts this loop, so a board could not be flashed or checked. It is armed at
+    # the first session start, when current can flow, and stays on until a reset.
+    hw = board.build(watchdog=False)
     hal = Hal(hw, board, cal)
-    ctrl = Controller(hal, board)
+    ctrl = Controller(hal, board, _watchdog_arming(board, hal))
     # a board may bring its own clock (the virtual board runs time-compressed)
     ticks = getattr(board, "ticks_us", None) or time.ticks_us
     sleep = getattr(board, "sleep_us", None) or time.sleep_us

@@ -62,3 +62,27 @@ def test_delivered_charge_matches_the_measured_current():
     true_mamin = sum(tr.col("true_ua")) * DT_S / 60 / 1000
     assert ses.charge_uamin / 1000 == pytest.approx(true_mamin, rel=0.01)
     assert 14800 < ses.i_min_ua <= ses.i_max_ua < 15200
+
+
+def test_watchdog_is_armed_at_the_first_session_start_only():
+    import scenario
+    import sim
+    b = scenario.Bench()
+    armed = []
+
+    def arm():
+        wdt = sim.watchdog()
+        armed.append(wdt)
+        b.hal.set_watchdog(wdt)
+    b.ctrl.arm_watchdog = arm      # what main passes to Controller(...)
+    for _ in range(10):
+        b.step()
+    assert armed == [], "no watchdog while idle: flashing must stay possible"
+    b.plant.contact = True
+    b.ctrl.start(profile_of(scn([], 1)))
+    b.ctrl.stop()
+    for _ in range(10):
+        b.step()
+    b.ctrl.reset()
+    b.ctrl.start(profile_of(scn([], 1)))
+    assert len(armed) == 1 and armed[0].feeds == 10
