@@ -10,6 +10,8 @@ way out of a current-carrying state ramps down or cuts the output.
 from micropython import const
 
 import limits
+from lift import LiftDetector
+from probe import Probe
 
 IDLE = const(0)
 WAIT_CONTACT = const(1)
@@ -45,13 +47,13 @@ _REV_DEAD = const(1)
 _REV_PROBE = const(2)
 
 _Q = const(10)                 # setpoint fixed point: µA << 10
-_LIFT_SLOTS = const(10)        # one R sample per LIFT_WINDOW_MS / 10
 
 
 class Session:
     def __init__(self, compliance_mv):
         self._open_mv = compliance_mv * limits.OPEN_V_PCT // 100
-        self._lift = [0] * _LIFT_SLOTS   # preallocated R history (Ω), 0 = empty
+        self._lift = LiftDetector()
+        self._prober = Probe(self._open_mv)
         self.state = IDLE
         self.end_reason = END_NONE
         self.fault_code = 0
@@ -74,15 +76,12 @@ class Session:
         self._charge_acc = 0     # µA·ms not yet a whole µA·min
         self.i_min_ua = 0        # current range while in TREAT (0 = not yet)
         self.i_max_ua = 0
-        self._contact_ms = 0
-        self._rest_ms = 0
-        self._pv0 = 0
-        self._pi0 = 0
+        self._prober.restart()
         self.r_probe = 0         # last two-level probe load (Ω), polarization cancelled
         self._phase = 0
         self._reversed = False
         self._r_ref = 0          # probe load when the hands were last confirmed in
-        self._reset_lift()
+        self._lift.reset()
 
     # ---- commands -------------------------------------------------------------
     def start(self, profile):
@@ -201,7 +200,7 @@ class Session:
                 self.state_ms = 0
                 self.enable = False
             return
-        if self._lifted(dt_ms, i_ua, v_mv):
+        if self._lift.lifted(dt_ms, i_ua, v_mv, self.sp_ua):
             self._pause(PAUSE_LIFT)
             return
         if limited:
@@ -231,7 +230,7 @@ class Session:
                 self.polarity ^= 1       # applied by the controller only while disabled
                 self._phase = _REV_PROBE
                 self.state_ms = 0
-                self._contact_ms = 0
+                self._prober.restart()
             return
         if self.state_ms < limits.DEAD_TIME_MS // 5:
             return                       # let the flip settle before probing
@@ -274,8 +273,7 @@ class Session:
     def _go(self, state):
         self.state = state
         self.state_ms = 0
-        self._contact_ms = 0
-        self._rest_ms = 0
+        self._prober.restart()
         if state == WAIT_CONTACT or state == PAUSED or state == DONE or state == FAULT:
             self.enable = False
             self.sp_ua = 0
@@ -298,7 +296,7 @@ class Session:
         self._nom_q = self._sp_q
         self.sp_ua = limits.PROBE_UA
         self.enable = True
-        self._reset_lift()
+        self._lift.reset()
         self._go(RAMP_UP)
 
     def _ramp(self, delta_q, limit_q):
@@ -314,72 +312,11 @@ class Session:
         return i_ua < limits.OPEN_UA and v_mv >= self._open_mv
 
     def _probe(self, dt_ms, i_ua, v_mv):
-        """Low two-level probe drive; True after a full cycle saw a closed circuit.
-
-        The output carries PROBE_UA, then 2 x PROBE_UA, each for PROBE_PHASE_MS; the
-        load is r_probe = dV/dI between the two ends, which cancels the electrode
-        polarization offset (it would dominate V/I at these currents). While the
-        circuit reads open the output rests, disabled, between one-period probes: a
-        source driving an open circuit rails and charges the output capacitance, which
-        would discharge into a hand dipped in at that moment.
-        """
-        if self._rest_ms > 0:
-            self._rest_ms -= dt_ms
-            return False
-        if not self.enable:
-            self.enable = True           # one period of probe drive
-            self.sp_ua = limits.PROBE_UA
-            self._contact_ms = 0
-            return False
-        if i_ua < limits.PROBE_UA >> 1:
-            self._contact_ms = 0
-            if v_mv >= self._open_mv:    # open (railed): rest, then probe again
-                self.enable = False
-                self.sp_ua = 0
-                self._rest_ms = limits.PROBE_REST_MS
-            # else: no current yet the electrode is low - the output capacitance is
-            # still charging, or a sensor/source fault the safety monitor will judge
-            return False
-        self._contact_ms += dt_ms
-        if self.sp_ua == limits.PROBE_UA:
-            if self._contact_ms >= limits.PROBE_PHASE_MS:
-                self._pv0 = v_mv
-                self._pi0 = i_ua
-                self.sp_ua = 2 * limits.PROBE_UA
-            return False
-        if self._contact_ms < 2 * limits.PROBE_PHASE_MS:
-            return False
-        di = i_ua - self._pi0
-        self.r_probe = ((v_mv - self._pv0) * 1000) // di if di >= limits.PROBE_UA >> 1 else 0
-        self._contact_ms = 0
-        self.sp_ua = limits.PROBE_UA
-        return True
-
-    def _reset_lift(self):
-        lift = self._lift
-        for k in range(_LIFT_SLOTS):
-            lift[k] = 0
-        self._lift_k = 0
-        self._lift_ms = 0
-
-    def _lifted(self, dt_ms, i_ua, v_mv):
-        """Partial lift: load R up more than LIFT_RATIO within a second while the current holds.
-
-        One R sample per tenth of the window goes into a preallocated ring; the newest R
-        is compared with the lowest of the last second.
-        """
-        if i_ua < limits.LIFT_MIN_UA or i_ua < self.sp_ua - (self.sp_ua >> 3):
-            return False
-        r = (v_mv * 1000) // i_ua
-        lift = self._lift
-        lo = r
-        for k in range(_LIFT_SLOTS):
-            x = lift[k]
-            if x and x < lo:
-                lo = x
-        self._lift_ms += dt_ms
-        if self._lift_ms >= limits.LIFT_WINDOW_MS // _LIFT_SLOTS:
-            self._lift_ms = 0
-            lift[self._lift_k] = r
-            self._lift_k = (self._lift_k + 1) % _LIFT_SLOTS
-        return r > lo * limits.LIFT_RATIO
+        """Drive the contact probe this step; True once it saw a closed circuit."""
+        p = self._prober
+        done = p.step(dt_ms, i_ua, v_mv, self.enable)
+        self.enable = p.enable
+        self.sp_ua = p.sp_ua
+        if done:
+            self.r_probe = p.r_probe
+        return done

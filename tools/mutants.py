@@ -30,7 +30,7 @@ MUTANTS = [
     ("pause limit 5 -> 10 min", "firmware/limits.py", "PAUSE_LIMIT_MS = const(300000)", "PAUSE_LIMIT_MS = const(600000)", T),
     ("contact timeout 2 -> 4 min", "firmware/limits.py", "CONTACT_TIMEOUT_MS = const(120000)", "CONTACT_TIMEOUT_MS = const(240000)", T),
     ("dead time 250 -> 100 ms", "firmware/limits.py", "DEAD_TIME_MS = const(250)", "DEAD_TIME_MS = const(100)", T),
-    ("partial lift ignored", "firmware/session.py", "return r > lo * limits.LIFT_RATIO", "return False", T),
+    ("partial lift ignored", "firmware/lift.py", "return r > lo * limits.LIFT_RATIO", "return False", T),
     ("lift resume without the load back", "firmware/session.py", "if self.r_probe <= 0 or self.r_probe > back:", "if False:", T),
     ("hard cap +60 s -> +600 s", "firmware/limits.py", "CAP_EXTRA_MS = const(60000)", "CAP_EXTRA_MS = const(600000)", T),
     ("overrun ignored", "firmware/safety.py", "elif dt_us > self._overrun_us:", "elif False:", T),
