@@ -27,7 +27,6 @@ class Controller:
         self._acc_us = 0
         self.i_ua = 0
         self.v_mv = 0
-        self.steps = 0
         self.arm_watchdog = arm_watchdog   # called once, at the first session start (main)
 
     # ---- commands (validated; a refused command changes nothing) ---------------
@@ -39,10 +38,11 @@ class Controller:
         if self.arm_watchdog is not None:
             self.arm_watchdog()
             self.arm_watchdog = None
+        trip = limits.trip_level_ua(profile.target_ua)
         self.regulator.new_session()
         # the command may exceed the target by the trip margin to absorb source gain error
-        self.regulator.ceiling_ua = limits.trip_level_ua(profile.target_ua)
-        self.safety.arm(limits.trip_level_ua(profile.target_ua), profile.hard_cap_ms(),
+        self.regulator.ceiling_ua = trip
+        self.safety.arm(trip, profile.hard_cap_ms(),
                         self.hal.code_for_ua(safety.PLAUS_CMD_UA),
                         self.hal.code_for_ua(safety.PLAUS_TREAT_UA))
         return True
@@ -73,7 +73,6 @@ class Controller:
         acc = self._acc_us + dt_us
         dt_ms = acc // 1000
         self._acc_us = acc - dt_ms * 1000
-        self.steps += 1
 
         hal = self.hal
         i = hal.read_current_ua()

@@ -29,6 +29,7 @@ _R_MIN_UA = const(500)        # estimate the load only above this current
 _LIMIT_ERR_UA = const(100)
 _SHORTFALL_STEPS = const(3)   # steps short, with the current not following the command
 _WINDOW = const(20)           # while limited: every 20 steps, does the current follow again?
+_WINDOW_DU_UA = const(40)     # ... judged only if the command rose at least this much
 _TRACK_UA = const(30)         # |error| within this = on track (integrator snapshot)
 
 
@@ -90,7 +91,7 @@ class Regulator:
                 self._sat = False          # the current reached the setpoint
             elif self._win_n >= _WINDOW:
                 wu = self.u_ua - self._win_u
-                if wu > 2 * _LIMIT_ERR_UA // 5 and 2 * (i_ua - self._win_i) >= wu \
+                if wu > _WINDOW_DU_UA and 2 * (i_ua - self._win_i) >= wu \
                         and v_mv > self._win_v:
                     self._sat = False      # current and voltage follow the command again
                 self._win_n = 0

@@ -75,9 +75,6 @@ class Safety:
         self._base_ua = 0
         self._odd = 0
 
-    def max_command_ua(self):
-        return self.trip_ua
-
     def check(self, dt_us, dt_ms, i_ua, v_mv):
         """Judge this step's measurements; on a trip cut the output and latch. Return the fault."""
         if self.fault:

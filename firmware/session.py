@@ -152,9 +152,9 @@ class Session:
     # ---- one control step -----------------------------------------------------
     def update(self, dt_ms, i_ua, v_mv, limited):
         s = self.state
-        self.state_ms += dt_ms
         if s == IDLE or s == DONE or s == FAULT:
-            return
+            return     # no clock here: a counter growing for weeks would become a bigint
+        self.state_ms += dt_ms
         if self.enable and i_ua > 0:
             acc = self._charge_acc + i_ua * dt_ms
             n = acc // 60000

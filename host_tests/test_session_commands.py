@@ -86,3 +86,15 @@ def test_watchdog_is_armed_at_the_first_session_start_only():
     b.ctrl.reset()
     b.ctrl.start(profile_of(scn([], 1)))
     assert len(armed) == 1 and armed[0].feeds == 10
+
+
+def test_idle_states_keep_no_growing_counter():
+    # weeks powered on between sessions: a counter past 2**30 would be a bigint on a
+    # 32-bit board, and the step would start to allocate
+    import session as sm
+    ses = sm.Session(40000)
+    for state in (sm.IDLE, sm.DONE, sm.FAULT):
+        ses.state = state
+        for _ in range(1000):
+            ses.update(10 ** 6, 0, 0, False)
+        assert ses.state_ms < 1000

