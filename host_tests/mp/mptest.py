@@ -48,6 +48,20 @@ def is_micropython():
     return sys.implementation.name == "micropython"
 
 
+def allocated_by(func, *args):
+    """Heap bytes `func(*args)` allocates (exact: the collector cannot run meanwhile)."""
+    import gc
+    gc.collect()
+    gc.disable()
+    try:
+        a = gc.mem_alloc()
+        func(*args)
+        b = gc.mem_alloc()
+    finally:
+        gc.enable()
+    return b - a
+
+
 def _print_exception(exc):
     if hasattr(sys, "print_exception"):
         sys.print_exception(exc)  # MicroPython: to sys.stdout

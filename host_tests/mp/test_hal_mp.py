@@ -5,7 +5,6 @@ is cut (reference to zero, then the enable) before the polarity moves.
 MicroPython-compatible: run by mptest on CPython, the unix and the WebAssembly ports.
 """
 
-import gc
 import sys
 
 import mptest
@@ -254,18 +253,6 @@ def test_hw_trip_and_watchdog():
     bare.feed_watchdog()
 
 
-def _alloc(func, arg):
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
-        func(arg)
-        b = gc.mem_alloc()
-    finally:
-        gc.enable()
-    return b - a
-
-
 def _io(hal):
     for _ in range(50):
         hal.read_current_ua()
@@ -289,5 +276,5 @@ def test_io_allocates_nothing_at_extreme_calibration():
     hw.adc_v.set(65535)
     _io(hal)   # warm up
     assert hal.read_current_ua() > 0 and hal.read_voltage_mv() > 0
-    grown = _alloc(_io, hal)
+    grown = mptest.allocated_by(_io, hal)
     assert grown == 0, grown

@@ -8,7 +8,6 @@ like the session's (5 µA per 5 ms step = 1 mA/s) unless a test says otherwise.
 MicroPython-compatible: run by mptest on CPython, the unix and the WebAssembly ports.
 """
 
-import gc
 import sys
 
 import mptest
@@ -261,18 +260,14 @@ def test_step_allocates_nothing():
         raise mptest.Skip("heap accounting needs MicroPython (here " + sys.implementation.name + ")")
     reg = new_reg()
     p = Plant(gain_q8=270, offset_ua=100, r_ohm=6000)
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
+
+    def run():
         i = v = 0
         for k in range(3000):
             u = reg.step(300 + k * 5, i, v)
             p.apply(u)
             i = p.i
             v = p.v
-        b = gc.mem_alloc()
-    finally:
-        gc.enable()
-    assert b - a == 0, b - a
+    n = mptest.allocated_by(run)
+    assert n == 0, n
     assert reg.limited

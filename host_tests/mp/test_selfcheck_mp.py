@@ -93,22 +93,10 @@ def _float_loop(n):
     return x
 
 
-def _allocated_by(func, arg):
-    gc.collect()
-    gc.disable()
-    try:
-        a = gc.mem_alloc()
-        func(arg)
-        b = gc.mem_alloc()
-    finally:
-        gc.enable()
-    return b - a
-
-
 def test_int_loop_allocates_nothing():
     if not hasattr(gc, "mem_alloc"):
         raise mptest.Skip("no gc.mem_alloc on " + sys.implementation.name)
-    grown = _allocated_by(_int_loop, 1000)
+    grown = mptest.allocated_by(_int_loop, 1000)
     assert grown == 0, grown
 
 
@@ -117,7 +105,7 @@ def test_float_ops_allocate():
     # loop allocates: proves the heap measurement above can see an allocation at all.
     if not hasattr(gc, "mem_alloc"):
         raise mptest.Skip("no gc.mem_alloc on " + sys.implementation.name)
-    grown = _allocated_by(_float_loop, 100)
+    grown = mptest.allocated_by(_float_loop, 100)
     assert grown >= 100 * 8, grown
 
 
