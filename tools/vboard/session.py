@@ -73,7 +73,7 @@ while True:
 print('SESSION END ' + json.dumps({'state': _sm.NAMES[_s.state],
       'end_reason': _sm.END_NAMES[_s.end_reason], 'fault': _sf.NAMES[_c.safety.fault],
       'elapsed_ms': _s.elapsed_ms, 'charge_uamin': _s.charge_uamin, 'pauses': _s.pauses,
-      'steps': _c.steps, 'hal_enabled': _hal.enabled, 'ref_code': _hal.ref_code}))
+      'steps': _n, 'hal_enabled': _hal.enabled, 'ref_code': _hal.ref_code}))
 """
 
 
