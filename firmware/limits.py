@@ -30,6 +30,12 @@ OPEN_V_PCT = const(60)              # no current with the electrode above this %
 ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this
 ENV_SLOPE_UA_S = const(2500)        # fastest legitimate ramp: 25 mA in 10 s
 DISABLED_MAX_UA = const(500)        # current read while disabled above this = sensor fault
+PULSE_HZ_MIN = const(1000)          # pulsed mode gate frequency range
+PULSE_HZ_MAX = const(10000)
+DUTY_MIN_PCT = const(20)            # pulsed mode duty range
+DUTY_MAX_PCT = const(80)
+DOSE_MAX_UA = const(4000)           # dose (drug) mode current at most
+DOSE_CAP_UAMIN = const(80000)       # dose at most 80 mA·min
 MIN_DURATION_S = const(300)
 MAX_DURATION_S = const(1800)
 
