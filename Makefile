@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
 .PHONY: help venv node demo simulate test mpy-check test-hil bench mutants clean \
-        sim sim-stop flash check demo-board
+        sim sim-stop flash check demo-board monitor log calibrate
 
 help:
 	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
@@ -25,6 +25,9 @@ help:
 	@echo "make sim-stop        stop it (VBOARD=name, or ALL=1)"
 	@echo "make flash [PORT=... BOARD=pico|esp32|sim] [MPY=1]   copy the firmware (default: the virtual board)"
 	@echo "make check [PORT=...]   versions, file hashes, calibration, on-board self test"
+	@echo "make monitor [PORT=...] [RECORD=file.csv] [PLOT=file.png]   live view of a running treatment"
+	@echo "make log [PORT=...] [CSV=file.csv] [PNG=file.png]   download the treatment log: table, adherence, CSV, plot"
+	@echo "make calibrate [PORT=...] [METER=manual|visa:RES|sim] [LOAD_OHM=1000] [TECH=id]   guided calibration, report in $(OUT)/calibration"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
 venv: $(STAMP)
@@ -91,6 +94,22 @@ flash: $(STAMP)
 
 check: $(STAMP)
 	@$(PY) -m tools.check $(if $(PORT),--port $(PORT)) --vboard $(VBOARD)
+
+# technician tools (docs/tools.md); without PORT: the running virtual board VBOARD
+monitor: $(STAMP)
+	@$(PY) -m tools.monitor $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
+	    $(if $(RECORD),--record $(RECORD)) $(if $(PLOT),--plot $(PLOT))
+
+log: $(STAMP)
+	@$(PY) -m tools.logview $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
+	    $(if $(CSV),--csv $(CSV)) $(if $(PNG),--png $(PNG))
+
+# guided calibration (service mode). METER: manual (typed readings), visa:RESOURCE, or
+# sim (the virtual board's simulated meter: the default without PORT)
+calibrate: $(STAMP)
+	@$(PY) -m tools.calibrate $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
+	    --meter $(or $(METER),$(if $(PORT),manual,sim)) $(if $(LOAD_OHM),--load-ohm $(LOAD_OHM)) \
+	    $(if $(TECH),--tech $(TECH)) --out $(OUT)/calibration
 
 # flash + check a virtual board of its own (VBOARD=demo), then a 5-minute treatment at 30x
 # (about 15 s): dry skin first (compliance limited), skin resistance falls at 100 s, hands

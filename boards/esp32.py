@@ -10,6 +10,11 @@ Front-end (see docs/boards.md for the schematic assumptions):
     polarity   GPIO22 output to the H-bridge / relay driver
     trip       GPIO27 input, pull-up; the comparator's open-drain output holds it low
                while the current is below 35 mA, so a broken wire reads "tripped"
+    gate       GPIO26 LEDC PWM (1-10 kHz, its own timer) to the source's pulse gate (high =
+               source on, 10 kΩ pull-up: ungated DC from reset); duty 65535 at build = DC.
+               Pulsed mode sets its frequency and duty; the enable pin stays the output switch
+    ui         buttons to GND (pull-up, 0 = pressed): start/stop GPIO32, up GPIO33,
+               down GPIO4; panel LED GPIO21 (high = on); piezo buzzer GPIO19 (LEDC PWM)
 ADC1 only (ADC2 belongs to WiFi). The ADCs run at 11 dB attenuation and are read with
 the calibrated `read_uv()`; the linear range is 150..2450 mV, so both sense chains are
 shifted up 200 mV and `_UvAdc` maps 200..2450 mV onto codes 0..65535 with small-int math.
@@ -26,7 +31,13 @@ PIN_POLARITY = const(22)
 PIN_TRIP = const(27)
 PIN_REF = const(25)         # LEDC PWM, or DAC1 with build(ref="dac")
 PIN_ADC_I = const(34)       # ADC1_CH6, input only
+PIN_GATE = const(26)        # pulse gate, LEDC PWM (DAC2 pad, unused)
 PIN_ADC_V = const(35)       # ADC1_CH7, input only
+PIN_BTN_START = const(32)   # buttons (firmware/ui.py): to GND, internal pull-up
+PIN_BTN_UP = const(33)
+PIN_BTN_DOWN = const(4)
+PIN_LED = const(21)         # panel LED
+PIN_BUZZER = const(19)      # piezo, LEDC PWM (its own timer: another frequency)
 
 # physical values
 ADC_ZERO_MV = const(200)    # level shift: 0 µA / 0 V sit here, above the 150 mV floor
@@ -40,6 +51,7 @@ SOURCE_R_OHM = const(100)   # source transconductance: I = Vref / SOURCE_R_OHM
 PWM_FREQ_HZ = const(39000)  # 80 MHz APB / 39 kHz > 2048 counts: 11-bit LEDC duty
 RC_R_OHM = const(3300)      # reference filter, two equal RC poles (~480 Hz each)
 RC_C_NF = const(100)
+GATE_FREQ_HZ = const(1000)  # pulse gate frequency at build (duty 65535: DC whatever it is)
 
 # the board contract (ints)
 CONTROL_PERIOD_US = const(5000)
@@ -110,6 +122,8 @@ class Hardware:
             self.ref = machine.PWM(Pin(PIN_REF), freq=PWM_FREQ_HZ, duty_u16=0)
         else:
             raise ValueError("ref must be 'pwm' or 'dac'")
+        # 3. pulse gate fully on (DC) until a pulsed session sets it
+        self.gate = machine.PWM(Pin(PIN_GATE), freq=GATE_FREQ_HZ, duty_u16=65535)
         self.polarity = Pin(PIN_POLARITY, Pin.OUT, value=0)
         adc = machine.ADC(Pin(PIN_ADC_I))
         adc.atten(machine.ADC.ATTN_11DB)
@@ -135,3 +149,22 @@ def watchdog():
     """Start the hardware watchdog (it cannot be stopped); main arms it at session start."""
     import machine
     return machine.WDT(timeout=WDT_TIMEOUT_MS)
+
+
+class UiHardware:
+    """Buttons, LED and buzzer (firmware/ui.py); built by `build_ui()`."""
+
+    def __init__(self, machine):
+        Pin = machine.Pin
+        self.btn_start = Pin(PIN_BTN_START, Pin.IN, Pin.PULL_UP)
+        self.btn_up = Pin(PIN_BTN_UP, Pin.IN, Pin.PULL_UP)
+        self.btn_down = Pin(PIN_BTN_DOWN, Pin.IN, Pin.PULL_UP)
+        self.led = Pin(PIN_LED, Pin.OUT, value=0)
+        # duty in the constructor: a bare PWM(pin) may start at 50 % (a tone at boot)
+        self.buzzer = machine.PWM(Pin(PIN_BUZZER), freq=2000, duty_u16=0)
+
+
+def build_ui():
+    """The buttons and indicators, all quiet (main builds them once, after `build()`)."""
+    import machine
+    return UiHardware(machine)

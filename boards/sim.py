@@ -73,6 +73,23 @@ class _Polarity:
         self._p.polarity = v
 
 
+class _Gate:
+    """Pulse gate PWM (machine.PWM-like): duty 65535 = source always on (DC)."""
+
+    def __init__(self, plant):
+        self._p = plant
+
+    def freq(self, hz=None):
+        if hz is None:
+            return self._p.gate_hz
+        self._p.gate_hz = hz
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return int(self._p.gate_duty * 65535 + 0.5)
+        self._p.gate_code = d      # an int store (no float here: the loop may call it)
+
+
 class _Watchdog:
     def __init__(self):
         self.feeds = 0
@@ -93,6 +110,8 @@ class Hardware:
         self.adc_v = _VoltageAdc(plant)
         self.trip = None
         self.wdt = _Watchdog()
+        self.gate = _Gate(plant)
+        self.gate.duty_u16(65535)
 
 
 def build(plant=None, watchdog=False, **plant_args):
@@ -122,7 +141,15 @@ CONTROL_FILE = "plant.json"
 # control file keys -> type; every other key is refused (the whole file is then ignored)
 LOAD_KEYS = {"contact": bool, "short": bool, "lift_area": float, "skin_ohm": float,
              "water_ohm": float, "body_ohm": float, "skin_drift": float,
-             "offset_v": float, "compliance_v": float, "speed": float}
+             "offset_v": float, "compliance_v": float, "speed": float, "nonlinear": bool,
+             # the unit's analog errors, which a technician's calibration must remove
+             "source_gain_error": float, "source_offset_ua": float, "adc_noise_lsb": float,
+             "adc_i_gain_error": float, "adc_i_offset_lsb": float,
+             "adc_v_gain_error": float, "adc_v_offset_lsb": float, "meter": bool,
+             "service_button": bool}
+# signed keys and their magnitude limits (the others must be >= 0)
+_SIGNED = {"source_gain_error": 0.3, "source_offset_ua": 2000.0, "adc_i_gain_error": 0.3,
+           "adc_i_offset_lsb": 200.0, "adc_v_gain_error": 0.3, "adc_v_offset_lsb": 200.0}
 _POLL_US = const(200000)     # wall time between looks at the control file
 
 _plant = None                # the plant of the hardware built last
@@ -152,8 +179,12 @@ def sleep_us(us):
             left = us
             while left > CONTROL_PERIOD_US:      # long waits (self test) in loop periods
                 p.step(CONTROL_PERIOD_US / 1000000)
+                if _meter_on:
+                    _meter_add(p, CONTROL_PERIOD_US)
                 left -= CONTROL_PERIOD_US
             p.step(left / 1000000)
+            if _meter_on:
+                _meter_add(p, left)
         _now = ticks_add(_now, us)
         _virt += us
     wall = wall_us()
@@ -163,6 +194,8 @@ def sleep_us(us):
             _wall0 = ticks_add(_wall0, int(_virt / _speed))
             _virt = 0
         poll_control()                          # may change the speed: re-anchors
+        if _meter_on:
+            _meter_write()
     if _wall0 is None or _speed <= 0:
         _wall0 = wall
         _virt = 0
@@ -173,6 +206,48 @@ def sleep_us(us):
         elif ahead < -500000:
             _wall0 = wall       # far behind (host busy, process stopped): no catch-up burst
             _virt = 0
+
+
+# ---- the bench meter (technician calibration on the virtual board) ----------------------
+# With "meter": true in the control file, the board writes METER_FILE: the plant's TRUE
+# mean current and electrode voltage over the last whole second of virtual time, and a
+# sequence number that grows with each new second. tools/calibrate.py --meter sim reads
+# it as a technician reads a bench multimeter in series with the load.
+
+METER_FILE = "meter.json"
+_METER_BLOCK_US = const(1000000)
+_meter_on = False
+_m_ua = 0.0
+_m_v = 0.0
+_m_us = 0
+_m_seq = 0
+_m_last = None           # (µA, V) of the last whole second
+_m_written = -1
+
+
+def _meter_add(p, us):
+    global _m_ua, _m_v, _m_us, _m_seq, _m_last
+    _m_ua += p.true_ua * us
+    _m_v += p.v_load * us
+    _m_us += us
+    if _m_us >= _METER_BLOCK_US:
+        _m_last = (_m_ua / _m_us, _m_v / _m_us)
+        _m_seq += 1
+        _m_ua = 0.0
+        _m_v = 0.0
+        _m_us = 0
+
+
+def _meter_write():
+    global _m_written
+    if _m_last is None or _m_seq == _m_written:
+        return
+    import os
+    tmp = METER_FILE + ".tmp"
+    with open(tmp, "w") as f:
+        f.write('{"seq": %d, "ua": %.3f, "v": %.5f}\n' % (_m_seq, _m_last[0], _m_last[1]))
+    os.rename(tmp, METER_FILE)
+    _m_written = _m_seq
 
 
 def _wall_sleep(us):
@@ -224,9 +299,16 @@ def parse_control(text):
             if v is not True and v is not False:
                 raise ValueError("control file: %s must be true or false" % k)
         else:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError("control file: %s must be a number >= 0" % k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError("control file: %s must be a number" % k)
             v = float(v)
+            lim = _SIGNED.get(k)
+            if lim is None and v < 0:
+                raise ValueError("control file: %s must be a number >= 0" % k)
+            if lim is not None and not -lim <= v <= lim:
+                raise ValueError("control file: %s must be in -%g..%g" % (k, lim, lim))
+            if k == "adc_noise_lsb" and v > 20:
+                raise ValueError("control file: adc_noise_lsb must be in 0..20")
             if k == "lift_area" and not 0.01 <= v <= 1.0:
                 raise ValueError("control file: lift_area must be in 0.01..1")
             if k in ("skin_ohm", "water_ohm", "body_ohm") and v > 1000000:
@@ -239,10 +321,14 @@ def parse_control(text):
 
 def apply_control(settings, plant=None):
     """Set the load on `plant` (default: the one built last) and the clock's speed."""
-    global _speed, _wall0
+    global _speed, _wall0, _meter_on
     p = plant if plant is not None else _plant
     for k in settings:
-        if k == "speed":
+        if k == "meter":
+            _meter_on = settings[k]
+        elif k == "service_button":
+            _hold_service(settings[k])
+        elif k == "speed":
             if settings[k] != _speed:
                 _speed = settings[k]
                 _wall0 = None          # re-anchor the pacing at the new speed
@@ -253,3 +339,86 @@ def apply_control(settings, plant=None):
 def watchdog():
     """The sim watchdog: counts feeds (main arms it at the first session start)."""
     return _Watchdog()
+
+
+# ---- buttons, LED, buzzer (firmware/ui.py) ---------------------------------------------
+# Stand-ins with the real boards' levels: a button reads 1 released (pull-up) and 0
+# pressed. Tests press them with `press()` / `release()`; the LED and the buzzer keep
+# their last level, tone and duty (nothing is recorded per call: no garbage).
+
+class _Button:
+    def __init__(self):
+        self.level = 1
+
+    def value(self):
+        return self.level
+
+    def press(self):
+        self.level = 0
+
+    def release(self):
+        self.level = 1
+
+
+class _Led:
+    def __init__(self):
+        self.level = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = 1 if v else 0
+
+
+class _Buzzer:
+    def __init__(self):
+        self.hz = 0
+        self.duty = 0
+
+    def freq(self, hz=None):
+        if hz is None:
+            return self.hz
+        self.hz = hz
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self.duty
+        self.duty = d
+
+
+class UiHardware:
+    """What `build_ui()` returns: start/stop, up, down, LED, buzzer."""
+
+    def __init__(self):
+        self.btn_start = _Button()
+        self.btn_up = _Button()
+        self.btn_down = _Button()
+        self.led = _Led()
+        self.buzzer = _Buzzer()
+
+
+_ui = None                   # the UI built last (the control file's service_button)
+
+
+def build_ui():
+    """The board's buttons and indicators (see docs/boards.md); main builds them once.
+    With "service_button": true in the control file, up and down are held (the
+    technician's service-mode gesture at power-up) until the key turns false."""
+    global _ui
+    _ui = UiHardware()
+    try:
+        with open(CONTROL_FILE) as f:
+            held = parse_control(f.read()).get("service_button", False)
+    except (OSError, ValueError):
+        held = False
+    _hold_service(held)
+    return _ui
+
+
+def _hold_service(held):
+    if _ui is not None:
+        for b in (_ui.btn_up, _ui.btn_down):
+            if held:
+                b.press()
+            else:
+                b.release()

@@ -15,12 +15,22 @@ never hold the loop for long. Per call it does, in this order:
 So a flood of input costs at most one short read and one reply per two loop periods;
 the rest waits in the host's and the USB stack's buffers (flow control).
 Commands that write flash or drive the output are refused while a session runs.
+
+Service mode (`service`) is never on at boot on a board: `service_enter` with the technician
+code (auth.Auth) turns it on; the poll turns it off after SERVICE_IDLE_MS without a
+command and as soon as a treatment runs (whoever started it: the host or a button).
+A technician's calibration hold (cal_hold, profiles.MODE_CAL) keeps it; while in service
+mode the poll also feeds the hold's raw-code sampler (calhold.CalSampler). A hold whose
+technician went silent for SERVICE_IDLE_MS is stopped (it ramps down).
 """
 
+import profiles
 import records
 import safety
 import session as sm
 import storage
+from auth import Auth
+from calhold import CalSampler
 from calibration import Calibration
 from clock import Clock
 from commands import Commands
@@ -34,23 +44,34 @@ _USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)
 
 
 class App:
+    SERVICE_IDLE_MS = 300000       # service mode ends after 5 min without a command
+
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
-                 on_active=None):
+                 on_active=None, service_button=None, urandom=None):
         """`store`: a loaded records.Store. `write(bytes)`: one output line. `reader`:
         `.readinto(buf) -> n` without blocking, or None. `writable()`: False when output
         would block (telemetry is then skipped). `hw`/`sleep_us`: the board's hardware and
         a sleep, for the self test (without them it only reads the idle channels).
         `default_cal`: the board's calibration dict, used only while none is stored.
-        `on_active(bool)`: told when a session starts or ends (e.g. Ctrl-C off/on)."""
+        `on_active(bool)`: told when a session starts or ends (e.g. Ctrl-C off/on).
+        `service`: start in service mode (in-process tests and tools only; never on a
+        board). `service_button`: None = the board has no service button (the code alone
+        suffices), True = held at power-up, False = not held (service_enter refused).
+        `urandom(n)`: random bytes for the code's salt (default os.urandom)."""
         self.ctrl = ctrl
         self.store = store
         self.board = ctrl.board
         self.board_name = getattr(self.board, "NAME", "?")
         self.uid = uid
-        self.service = service
         self.clock = Clock(ticks_us)
+        self.service = service
+        self.service_button = service_button
+        self._service_seen = 0
+        self.auth = Auth(store.auth, 0, uid, urandom, ticks_us)
+        self.profile_name = None       # the catalogue profile of the last session started
         self.recorder = Recorder()
+        self.cal = CalSampler(ctrl, self.clock.uptime_ms)
         self.commands = Commands(self)
         self.proto = Protocol(self.commands.handle, write)
         self._reader = reader
@@ -103,6 +124,16 @@ class App:
         self.cal_in_use = cal
         self.cal_status = status
 
+    def service_begin(self):
+        self.service = True
+        self._service_seen = self.clock.uptime_ms()
+
+    def service_touch(self):
+        self._service_seen = self.clock.uptime_ms()
+
+    def service_end(self):
+        self.service = False
+
     def set_telemetry(self, hz):
         self.tel_hz = hz
         self._tel_next = self.clock.uptime_ms()
@@ -121,6 +152,16 @@ class App:
             self._active = active
             if self._on_active is not None:
                 self._on_active(active)
+        if self.service:
+            # a treatment ends service mode; a technician's calibration hold keeps it
+            hold = active and ctrl.session.profile.mode == profiles.MODE_CAL
+            if (active and not hold) or \
+                    clock.uptime_ms() - self._service_seen >= self.SERVICE_IDLE_MS:
+                self.service = False
+                if hold:
+                    ctrl.stop()         # the technician left: the hold ramps down
+            else:
+                self.cal.poll()
         if self.tel_hz:
             self._telemetry()
         if self._answered:                 # the last poll answered a line: tidy up instead
@@ -172,10 +213,14 @@ class App:
             return
         ctrl = self.ctrl
         on = ctrl.hal.enabled
-        if self.proto.event({"t": "tel", "ms": now, "state": sm.NAMES[ctrl.session.state],
-                             "sp_ua": ctrl.session.sp_ua if on else 0, "i_ua": ctrl.i_ua,
-                             "v_mv": ctrl.v_mv, "lim": bool(on and ctrl.regulator.limited),
-                             "fault": safety.NAMES[ctrl.safety.fault]}):
+        ev = {"t": "tel", "ms": now, "state": sm.NAMES[ctrl.session.state],
+              "sp_ua": ctrl.session.sp_ua if on else 0, "i_ua": ctrl.i_ua,
+              "v_mv": ctrl.v_mv, "lim": bool(on and ctrl.regulator.limited),
+              "fault": safety.NAMES[ctrl.safety.fault]}
+        prof = getattr(ctrl.session, "profile", None)
+        if prof is not None and prof.mode == profiles.MODE_PULSED:
+            ev["peak_ua"] = getattr(ctrl, "peak_ua", 0) if on else 0
+        if self.proto.event(ev):
             self.tel_sent += 1
 
     # ---- self test and the end of the loop ------------------------------------------------

@@ -8,24 +8,28 @@ Checks run in a fixed order, and nothing changes before all of them passed:
     4. state (e.g. no storage writes while a session runs)          E_STATE
     5. command-specific: calibration/prescription validity (E_DENIED), prescription
        limits (E_RANGE, E_DENIED); storage failure (E_STORAGE: the old record stays)
-Service mode is the constructor flag `app.service` (off on a board): the later
-service-mode issue (technician code, salted hash, rate limit) sets it; nothing else can.
-Every command and field is documented in docs/protocol.md.
+Service mode is `app.service`: `service_enter` with the technician code (auth.py: salted
+hash, rate limit) turns it on; it ends with `service_exit`, after SERVICE_IDLE_MS without
+a command, when a session starts, and at every boot. Tests and tools that build the app
+in-process may pass `App(service=True)`. A wrong code (E_AUTH) is the one refusal that
+changes something: the stored failure counter. Every command and field is documented in
+docs/protocol.md.
 """
 
 import sys
 
+import auth
 import limits
+import profiles
 import records
 import safety
 import schedule
 import schema
 import session as sm
-from profiles import Profile
 from protocol import LINE_MAX
-from schema import BOOL, INT, Reject
+from schema import BOOL, CHOICE, INT, TEXT, Reject
 
-VERSION = "0.4.0"
+VERSION = "0.5.0"
 PROTOCOL = 1
 
 _IDLE = 1        # refused while a session is running (it touches flash or the output)
@@ -33,12 +37,17 @@ _SERVICE = 2     # service mode only
 
 _NONE = ()
 _START = (
+    ("profile", CHOICE, profiles.NAMES, 0, False),
     ("target_ua", INT, 1000, limits.CEILING_UA, False),
     ("duration_s", INT, limits.MIN_DURATION_S, limits.MAX_DURATION_S, False),
     ("ramp_up_s", INT, limits.MIN_RAMP_MS // 1000, 120, False),
     ("ramp_down_s", INT, 5, 60, False),
     ("reverse", BOOL, 0, 0, False),
+    ("dose_uamin", INT, 1000, limits.DOSE_CAP_UAMIN, False),
 )
+_ADJUST = (("target_ua", INT, 1000, limits.CEILING_UA, True),)
+_CAL_HOLD = (("ua", INT, 1000, limits.CEILING_UA, True),)
+_CODE = (("code", TEXT, 1, 32, True),)
 TEL_HZ_MAX = 50
 _TELEMETRY = (("on", BOOL, 0, 0, True), ("hz", INT, 1, TEL_HZ_MAX, False))
 _TIME = (("epoch", INT, 1577836800, 4102444800, True),)     # 2020-01-01 .. 2100-01-01
@@ -85,7 +94,13 @@ class Commands:
             "cal_read": (self.cal_read, _NONE, _SERVICE),
             "cal_write": (self.cal_write, records.CAL_SPEC, _IDLE | _SERVICE),
             "rx_read": (self.rx_read, _NONE, _SERVICE),
-            "rx_write": (self.rx_write, records.RX_SPEC, _IDLE | _SERVICE),
+            "rx_write": (self.rx_write, records.RX_WRITE_SPEC, _IDLE | _SERVICE),
+            "adjust": (self.adjust, _ADJUST, 0),
+            "service_enter": (self.service_enter, _CODE, _IDLE),
+            "service_exit": (self.service_exit, _NONE, 0),
+            "service_code": (self.service_code, _CODE, _IDLE | _SERVICE),
+            "cal_hold": (self.cal_hold, _CAL_HOLD, _SERVICE),
+            "cal_sample": (self.cal_sample, _NONE, _SERVICE),
         }
 
     def handle(self, cmd, req):
@@ -93,6 +108,9 @@ class Commands:
         if entry is None:
             raise Reject("E_UNKNOWN_CMD", "unknown command " + schema.quote(cmd))
         fn, spec, flags = entry
+        app = self.app
+        if app.service:
+            app.service_touch()          # any command keeps service mode alive
         if flags & _SERVICE and not self.app.service:
             raise Reject("E_DENIED", cmd + " needs service mode")
         f = schema.check(req, spec, ("id", "cmd"))
@@ -108,7 +126,8 @@ class Commands:
         v = impl.version
         return {"fw": VERSION, "proto": PROTOCOL, "board": app.board_name, "uid": app.uid,
                 "python": "%s %d.%d.%d" % (impl.name, v[0], v[1], v[2]),
-                "line_max": LINE_MAX, "service": app.service}
+                "line_max": LINE_MAX, "service": app.service,
+                "code_default": app.auth.code_default}
 
     def status(self, f):
         app = self.app
@@ -119,22 +138,39 @@ class Commands:
         i = ctrl.i_ua
         v = ctrl.v_mv
         target = getattr(ses, "target_ua", 0)
-        dur = getattr(ses, "duration_ms", 0)
-        left = dur - ses.elapsed_ms
+        rem = getattr(ses, "remaining_ms", None)
+        if rem is not None:
+            left = rem()
+        else:
+            left = getattr(ses, "duration_ms", 0) - ses.elapsed_ms
+        prof = getattr(ses, "profile", None)
+        mode = None
+        dose = None
+        if prof is not None:
+            mode = prof.mode
+            if mode == profiles.MODE_DOSE:
+                dose = prof.dose_uamin
         store = app.store
+        now = app.clock.uptime_ms()
         return {
-            "state": sm.NAMES[st], "target_ua": target, "sp_ua": ses.sp_ua if on else 0,
-            "i_ua": i, "v_mv": v,
+            "state": sm.NAMES[st], "profile": app.profile_name,
+            "mode": profiles.MODE_NAMES[mode] if mode is not None else None,
+            "target_ua": target, "sp_ua": ses.sp_ua if on else 0,
+            "i_ua": i, "v_mv": v, "peak_ua": getattr(ctrl, "peak_ua", None) if on else 0,
             "load_ohm": v * 1000 // i if on and i >= 500 else None,
             "flow_pct": i * 100 // target if st == sm.TREAT and target else None,
             "limited": bool(on and ctrl.regulator.limited),
             "elapsed_s": ses.elapsed_ms // 1000, "remaining_s": left // 1000 if left > 0 else 0,
-            "charge_uamin": ses.charge_uamin, "pauses": ses.pauses,
+            "charge_uamin": ses.charge_uamin,
+            "dose_uamin": dose,
+            "pauses": ses.pauses,
             "pause": sm.PAUSE_NAMES[ses.pause_cause] if st == sm.PAUSED else "",
-            "end": sm.END_NAMES[ses.end_reason], "fault": safety.NAMES[ctrl.safety.fault],
+            "end": _name(sm.END_NAMES, ses.end_reason), "fault": safety.NAMES[ctrl.safety.fault],
             "cal": app.cal_status, "rx": store.rx.status, "settings": store.settings.status,
             "log_last": store.log.last, "log_pending": len(app.recorder.pending),
             "time": app.clock.epoch(), "uptime_s": app.clock.uptime_s, "tel_hz": app.tel_hz,
+            "service": app.service, "code_default": app.auth.code_default,
+            "locked_s": (app.auth.locked_ms(now) + 999) // 1000,
         }
 
     def schedule(self, f):
@@ -167,7 +203,7 @@ class Commands:
 
     def rx_read(self, f):
         store = self.app.store
-        return {"rx": store.rx_data(), "status": store.rx.status}
+        return {"rx": store.rx_data(), "status": store.rx.status, "v1": store.rx_v1}
 
     # ---- the session --------------------------------------------------------------------
     def start(self, f):
@@ -184,24 +220,41 @@ class Commands:
         rx = app.store.rx_data()
         if rx is None:
             raise Reject("E_DENIED", "prescription corrupt: rewrite it")
-        target = f.get("target_ua", rx["target_ua"])
-        if target > rx["max_target_ua"]:
-            raise Reject("E_RANGE", "target_ua %d above the prescription's %d" % (
-                target, rx["max_target_ua"]))
-        duration = f.get("duration_s", rx["duration_s"])
-        if duration > rx["max_duration_s"]:
-            raise Reject("E_RANGE", "duration_s %d above the prescription's %d" % (
-                duration, rx["max_duration_s"]))
-        ramp_up = f.get("ramp_up_s", rx["ramp_up_s"])
+        name = f.get("profile", rx["profile"])
+        cap = rx[records.cap_field(name)]
+        if not cap:
+            raise Reject("E_DENIED", "profile %s is not prescribed" % name)
+        d = records.rx_defaults(rx, name)
+        target = f.get("target_ua", d["target_ua"])
+        if target > cap:
+            raise Reject("E_RANGE", "target_ua %d above the prescription's %d for %s" % (
+                target, cap, name))
+        duration = f.get("duration_s", d["duration_s"])
+        if duration < rx["min_duration_s"] or duration > rx["max_duration_s"]:
+            raise Reject("E_RANGE", "duration_s %d outside the prescription's %d..%d" % (
+                duration, rx["min_duration_s"], rx["max_duration_s"]))
+        ramp_up = f.get("ramp_up_s", d["ramp_up_s"])
         if ramp_up < rx["ramp_up_s"]:
             raise Reject("E_RANGE", "ramp_up_s %d below the prescription's %d" % (
                 ramp_up, rx["ramp_up_s"]))
         reverse = f.get("reverse", False)
         if reverse and not rx["reverse_allowed"]:
             raise Reject("E_DENIED", "reverse polarity is not prescribed")
-        p = Profile(target, duration, ramp_up, f.get("ramp_down_s", rx["ramp_down_s"]), reverse)
+        args = {"target_ua": target, "duration_s": duration, "ramp_up_s": ramp_up,
+                "ramp_down_s": f.get("ramp_down_s", d["ramp_down_s"]), "reverse": reverse}
+        if "dose_uamin" in f:
+            if "dose_uamin" not in d:
+                raise Reject("E_RANGE", "dose_uamin only with a dose profile (%s is %s)" % (
+                    name, _mode_name(name)))
+            if f["dose_uamin"] > rx["dose_uamin"]:
+                raise Reject("E_RANGE", "dose_uamin %d above the prescription's %d" % (
+                    f["dose_uamin"], rx["dose_uamin"]))
+            args["dose_uamin"] = f["dose_uamin"]
+        elif "dose_uamin" in d:
+            args["dose_uamin"] = d["dose_uamin"]
+        p = profiles.from_catalog(name, **args)
         try:
-            p.validate(rx["max_target_ua"])
+            p.validate(cap)
         except ValueError as e:
             raise Reject("E_RANGE", str(e))
         app.recorder.observe(ctrl, app.clock)     # the previous session's record first
@@ -210,8 +263,38 @@ class Commands:
         except ValueError as e:
             raise Reject("E_STATE", str(e))
         app.recorder.begin(app.clock)
-        return {"state": state_name(ctrl), "target_ua": p.target_ua, "duration_s": p.duration_s,
-                "ramp_up_s": p.ramp_up_s, "ramp_down_s": p.ramp_down_s, "reverse": p.reverse}
+        app.profile_name = name
+        app.service_end()                         # a session ends service mode
+        out = {"state": state_name(ctrl), "profile": name,
+               "mode": profiles.MODE_NAMES[p.mode], "target_ua": p.target_ua,
+               "duration_s": p.duration_s, "ramp_up_s": p.ramp_up_s,
+               "ramp_down_s": p.ramp_down_s, "reverse": p.reverse}
+        if p.mode == profiles.MODE_PULSED:
+            out["pulse_hz"] = p.pulse_hz
+            out["duty_pct"] = p.duty_pct
+            out["peak_ua"] = p.peak_ua()
+        elif p.mode == profiles.MODE_DOSE:
+            out["dose_uamin"] = p.dose_uamin
+        return out
+
+    def adjust(self, f):
+        """Move a running session's target, within the prescription's cap for its profile."""
+        app = self.app
+        ctrl = app.ctrl
+        if not app.session_active() or app.profile_name is None:
+            raise Reject("E_STATE", "adjust needs a running session (state %s)" % state_name(ctrl))
+        rx = app.store.rx_data()
+        if rx is None:
+            raise Reject("E_DENIED", "prescription corrupt: rewrite it")
+        name = app.profile_name
+        cap = rx[records.cap_field(name)]
+        ua = f["target_ua"]
+        if ua > cap:
+            raise Reject("E_RANGE", "target_ua %d above the prescription's %d for %s" % (
+                ua, cap, name))
+        if not ctrl.set_target(ua):
+            raise Reject("E_STATE", "target %d not accepted in state %s" % (ua, state_name(ctrl)))
+        return {"state": state_name(ctrl), "target_ua": ua}
 
     def stop(self, f):
         """Always accepted: ramps down whatever runs; nothing to do when idle."""
@@ -278,9 +361,18 @@ class Commands:
         return {"status": self.app.cal_status}
 
     def rx_write(self, f):
-        d = records.validate_rx(f)
-        _save(self.app.store.rx, d)
-        return {"status": self.app.store.rx.status}
+        """Fields given replace those of the prescription in force (the factory one while
+        none is stored or the stored one is corrupt); the whole result is validated."""
+        if not f:
+            raise Reject("E_MISSING", "rx_write needs at least one prescription field")
+        store = self.app.store
+        base = store.rx_data()
+        d = dict(base if base is not None else records.RX_FACTORY)
+        d.update(f)
+        d = records.validate_rx(d)
+        _save(store.rx, d)
+        store.rx_v1 = False
+        return {"status": store.rx.status, "rx": d}
 
     def log_clear(self, f):
         store = self.app.store
@@ -294,6 +386,73 @@ class Commands:
         except OSError as e:
             raise Reject("E_STORAGE", "log clear failed (%s): some records may remain" % e)
         return {"next_seq": log.last + 1}
+
+    def cal_hold(self, f):
+        """Technician calibration: hold `ua` nominal with the reference driven open loop
+        (profiles.MODE_CAL; every safety check runs). Starts a hold, or moves a running
+        one to the new point at the ramp slope. The sampler starts again either way."""
+        app = self.app
+        ctrl = app.ctrl
+        ses = ctrl.session
+        ua = f["ua"]
+        if app.session_active():
+            if ses.profile.mode != profiles.MODE_CAL:
+                raise Reject("E_STATE", "a treatment is running (state %s)" % state_name(ctrl))
+            if not ctrl.set_target(ua):
+                raise Reject("E_STATE", "hold point %d not accepted in state %s" % (
+                    ua, state_name(ctrl)))
+        else:
+            if ctrl.safety.fault:
+                raise Reject("E_STATE", "fault latched (%s): reset first"
+                             % safety.NAMES[ctrl.safety.fault])
+            # started at the ceiling, so set_target's slope is the fastest ramp (2.5 mA/s)
+            p = profiles.Profile(target_ua=limits.CEILING_UA,
+                                 duration_s=limits.MAX_DURATION_S, ramp_up_s=10,
+                                 ramp_down_s=5, mode=profiles.MODE_CAL)
+            app.recorder.observe(ctrl, app.clock)     # the previous session's record first
+            try:
+                ctrl.start(p)
+            except ValueError as e:
+                raise Reject("E_STATE", str(e))
+            ctrl.set_target(ua)
+            app.profile_name = None                   # not a treatment: no adjust
+        app.cal.restart()
+        b = app.board
+        return {"state": state_name(ctrl), "ua": ua, "i_fs_ua": b.I_FS_UA,
+                "v_fs_mv": b.V_FS_MV, "ref_fs_ua": b.REF_FS_UA}
+
+    def cal_sample(self, f):
+        """The hold's raw means so far (calhold.CalSampler): sums over `n` steady polls."""
+        app = self.app
+        ctrl = app.ctrl
+        c = app.cal
+        return {"state": state_name(ctrl), "n": c.n, "i_sum": c.i_sum, "v_sum": c.v_sum,
+                "ref_code": c.ref_code, "i_ua": ctrl.i_ua, "v_mv": ctrl.v_mv,
+                "end": sm.END_NAMES[ctrl.session.end_reason],
+                "fault": safety.NAMES[ctrl.safety.fault]}
+
+    def service_enter(self, f):
+        app = self.app
+        if app.service_button is False:
+            raise Reject("E_DENIED", "hold the service button at power-up")
+        if app.service:
+            raise Reject("E_STATE", "already in service mode")
+        app.auth.check(f["code"], app.clock.uptime_ms())   # E_LOCKED / E_STORAGE / E_AUTH
+        app.service_begin()
+        return {"service": True, "code_default": app.auth.code_default,
+                "timeout_s": app.SERVICE_IDLE_MS // 1000}
+
+    def service_exit(self, f):
+        self.app.service_end()
+        return {"service": False}
+
+    def service_code(self, f):
+        self.app.auth.set_code(f["code"])
+        return {"code_default": False}
+
+
+def _mode_name(name):
+    return profiles.MODE_NAMES[profiles.CATALOG[name].get("mode", profiles.MODE_DC)]
 
 
 def _save(record, obj):

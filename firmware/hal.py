@@ -9,9 +9,16 @@ all duck-typed after `machine`:
     polarity  .value(0/1)               H-bridge / relay direction
     trip      .value() -> 1 if tripped  hardware over-current comparator, or None
     wdt       .feed()                   watchdog, or None
+    gate      .freq(hz), .duty_u16(d)   pulse gate of the source (PWM), or None / absent;
+                                        d = 65535 keeps the source always on (DC)
 and module constants I_FS_UA, V_FS_MV, REF_FS_UA, OVERSAMPLE (power of two).
 All conversions are integer (Q12 factors computed once), so reads and writes
 allocate nothing on the heap.
+
+Pulsed mode: `set_pulse(hz, duty_pct)` gates the source on for duty % of each period.
+The loop keeps working in *average* µA (the sense paths are RC filtered, they read the
+average); `set_current_ua` turns the average command into the peak reference
+(avg x 100 / duty, integer). `pulse_off()` returns the gate to DC.
 """
 
 from micropython import const
@@ -28,6 +35,8 @@ class Hal:
         self._polarity = hw.polarity.value
         self._trip = hw.trip.value if hw.trip is not None else None
         self._feed = hw.wdt.feed if hw.wdt is not None else None
+        self.gate = getattr(hw, "gate", None)
+        self.duty_pct = 100          # gate duty applied (100 = DC)
         n = board.OVERSAMPLE
         self._n = n
         self._shift = 0
@@ -41,6 +50,7 @@ class Hal:
         self.set_calibration(board, cal)
         self.off()
         self._polarity(0)
+        self.pulse_off()
 
     def set_calibration(self, board, cal):
         """Precompute the Q12 conversion factors (allowed to allocate: not in the loop)."""
@@ -85,7 +95,28 @@ class Hal:
             return 0
         return 65535 if code > 65535 else code
 
+    def set_pulse(self, hz, duty_pct):
+        """Gate the source at `hz`, on `duty_pct` % of each period (outside the loop).
+        ValueError if the board has no gate."""
+        if self.gate is None:
+            raise ValueError("board has no pulse gate")
+        if not 0 < duty_pct <= 100:
+            raise ValueError("duty_pct outside 1..100")
+        self.gate.freq(hz)
+        self.gate.duty_u16(65535 if duty_pct == 100 else duty_pct * 65535 // 100)
+        self.duty_pct = duty_pct
+
+    def pulse_off(self):
+        """Gate fully on: the source runs DC."""
+        if self.gate is not None:
+            self.gate.duty_u16(65535)
+        self.duty_pct = 100
+
     def set_current_ua(self, ua):
+        """Command the *average* current `ua` (pulsed: the reference is the peak)."""
+        d = self.duty_pct
+        if d != 100:
+            ua = ua * 100 // d
         code = self.code_for_ua(ua)
         self.ref_code = code
         self._duty(code)

@@ -8,6 +8,9 @@ before anything else happens (then the fault is latched and reported).
 starts: the log scan reads every slot), builds the board with the stored calibration,
 and runs the loop with the app's poll (host protocol on stdin/stdout, log, telemetry;
 see app.py). After the loop died, the app records the session that was running.
+A board with `build_ui()` gets its buttons, LED and buzzer served after the app's poll
+(ui.py, `loop_poll`); its service button (up + down) is read once, before the loop, and
+handed to the app as `service_button` (None: the board has none).
 """
 
 import safety
@@ -47,6 +50,25 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1):
     return n
 
 
+def loop_poll(app, ui_hw, ticks_us):
+    """The loop's poll: `app.poll`, then the UI's (ui.py) when the board has one."""
+    if ui_hw is None:
+        return app.poll
+    import ui
+    clock = ui.MsClock(ticks_us)
+    return with_ui(app.poll, ui.Ui(ui_hw, app, clock.now()).poll, clock.now)
+
+
+def with_ui(app_poll, ui_poll, now_ms):
+    """The loop's poll for a board with a UI: the app's poll, then `ui_poll(now_ms())`.
+
+    Made once (a closure over bound methods): calling it allocates nothing itself."""
+    def poll():
+        app_poll()
+        ui_poll(now_ms())
+    return poll
+
+
 def _watchdog_arming(board, hal):
     """A function that starts the board's watchdog for `hal` to feed, or None."""
     if not hasattr(board, "watchdog"):
@@ -63,6 +85,7 @@ def main():
     import board
     import records
     import storage
+    import ui
     from app import App
     from hostio import HostIO
     try:
@@ -76,6 +99,8 @@ def main():
     # interrupts this loop, so a board could not be flashed or checked. It is armed at
     # the first session start, when current can flow, and stays on until a reset.
     hw = board.build(watchdog=False)
+    ui_hw = board.build_ui() if hasattr(board, "build_ui") else None
+    service_button = ui.service_held(ui_hw)     # once, at power-up
     hal = Hal(hw, board, cal)
     ctrl = Controller(hal, board, _watchdog_arming(board, hal))
     # a board may bring its own clock (the virtual board runs time-compressed)
@@ -85,9 +110,10 @@ def main():
     app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable,
               uid=_unique_id(board), hw=hw, sleep_us=sleep,
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
-              on_active=lambda active: io.set_interrupt(not active))
+              on_active=lambda active: io.set_interrupt(not active),
+              service_button=service_button)
     try:
-        run(ctrl, ticks, sleep, poll=app.poll)
+        run(ctrl, ticks, sleep, poll=loop_poll(app, ui_hw, ticks))
     finally:
         io.set_interrupt(True)
         app.crashed()     # the output is already off (run's handler, or never on)

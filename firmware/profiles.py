@@ -96,7 +96,8 @@ NAMES = ("hands", "feet", "child", "underarm", "drug")
 
 def from_catalog(name, **changes):
     """The named profile with `changes` applied (not yet validated); KeyError if unknown."""
-    args = dict(CATALOG[name])
+    args = {}      # untyped: the catalogue's int values go to int and bool parameters
+    args.update(CATALOG[name])
     args.update(changes)
     return Profile(**args)
 

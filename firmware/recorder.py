@@ -4,9 +4,11 @@
 it notices a session begin and end, and while in TREAT it adds up the measured current
 and load (in blocks of 1024 samples, so every sum stays a small int on a 32-bit MCU).
 When the session leaves the current-carrying states (DONE or FAULT) the record is
-queued in `pending`; the app appends it to the log once no current flows.
+queued in `pending`; the app appends it to the log once no current flows. A
+technician's calibration hold (profiles.MODE_CAL) is not a treatment: it is not logged.
 """
 
+import profiles
 import session as sm
 
 _BLOCK = 1024
@@ -62,6 +64,8 @@ class Recorder:
         self.running = False
         ses = ctrl.session
         p = ses.profile
+        if p.mode == profiles.MODE_CAL:
+            return
         rec = {"start": self._start, "epoch": self._epoch, "target_ua": p.target_ua,
                "duration_s": p.duration_s, "ramp_up_s": p.ramp_up_s,
                "ramp_down_s": p.ramp_down_s, "reverse": bool(p.reverse),

@@ -7,16 +7,25 @@ it is loaded from flash: a stored record that fails validation is treated as cor
                   technician id, reference meter id
     prescription  the treatment limits and plan; start may only tighten it
     settings      user choices (induction marked done) and the log's session counter
+    auth          the service code's salted hash and failure counter (auth.py)
 
-`Store(fs, dirname)` bundles the three records and the treatment log; `load()` reads
+The prescription (format 2) names the default session, which catalogue profiles
+(profiles.CATALOG) the patient may choose and the highest current for each
+(`<name>_max_ua`, 0 = not allowed), the session length range, the shortest ramp, whether
+reversal is allowed, the dose for dose profiles, and the treatment plan. A format-1 record
+(firmware 0.4: one max_target_ua) still loads, converted by rx_from_v1; `Store.rx_v1` says so.
+
+`Store(fs, dirname)` bundles the four records and the treatment log; `load()` reads
 them all (before the watchdog starts: the log scan reads every slot).
 """
 
+import auth
 import limits
+import profiles
 import schema
 import storage
 from calibration import Calibration
-from schema import BOOL, DATE, INT, TEXT, Reject
+from schema import BOOL, CHOICE, DATE, INT, TEXT, Reject
 from treatment_log import TreatmentLog
 
 CAL_SPEC = (
@@ -32,7 +41,52 @@ CAL_SPEC = (
 )
 CAL_INTS = ("i_gain", "i_offset", "v_gain", "v_offset", "r_gain", "r_offset")
 
+def mode_limit_ua(name):
+    """The highest target a prescription may allow for catalogue profile `name`: dose mode
+    limits.DOSE_MAX_UA, pulsed the average whose peak is the ceiling, else the ceiling."""
+    c = profiles.CATALOG[name]
+    m = c.get("mode", profiles.MODE_DC)
+    if m == profiles.MODE_DOSE:
+        return limits.DOSE_MAX_UA
+    if m == profiles.MODE_PULSED:
+        return limits.CEILING_UA * c["duty_pct"] // 100
+    return limits.CEILING_UA
+
+
+def cap_field(name):
+    return name + "_max_ua"
+
+
+# prescription (format 2): the default session, the allowed profiles with their caps, the plan
 RX_SPEC = (
+    ("profile", CHOICE, profiles.NAMES, 0, True),
+    ("target_ua", INT, 1000, limits.CEILING_UA, True),
+    ("min_duration_s", INT, limits.MIN_DURATION_S, limits.MAX_DURATION_S, True),
+    ("max_duration_s", INT, limits.MIN_DURATION_S, limits.MAX_DURATION_S, True),
+    ("duration_s", INT, limits.MIN_DURATION_S, limits.MAX_DURATION_S, True),
+    ("ramp_up_s", INT, limits.MIN_RAMP_MS // 1000, 120, True),
+    ("ramp_down_s", INT, 5, 60, True),
+    ("reverse_allowed", BOOL, 0, 0, True),
+    ("dose_uamin", INT, 1000, limits.DOSE_CAP_UAMIN, True),
+) + tuple((cap_field(n), INT, 0, mode_limit_ua(n), True) for n in profiles.NAMES) + (
+    ("induction_sessions", INT, 1, 100, True),
+    ("induction_per_week", INT, 1, 7, True),
+    ("maintenance_per_week", INT, 1, 7, True),
+)
+# rx_write: any subset, merged onto the prescription in force
+RX_WRITE_SPEC = tuple((f[0], f[1], f[2], f[3], False) for f in RX_SPEC)
+# the factory prescription (ARCHITECTURE §4): used only while no prescription file exists;
+# drug delivery is never allowed without a written prescription
+RX_FACTORY = {
+    "profile": "hands", "target_ua": 15000,
+    "min_duration_s": limits.MIN_DURATION_S, "max_duration_s": limits.MAX_DURATION_S,
+    "duration_s": 600, "ramp_up_s": 30, "ramp_down_s": 15, "reverse_allowed": True,
+    "dose_uamin": 40000, "hands_max_ua": limits.CEILING_UA, "feet_max_ua": limits.CEILING_UA,
+    "child_max_ua": 8000, "underarm_max_ua": mode_limit_ua("underarm"), "drug_max_ua": 0,
+    "induction_sessions": 12, "induction_per_week": 3, "maintenance_per_week": 1,
+}
+# format 1 (firmware 0.4): still loaded, converted by validate_rx (see rx_from_v1)
+RX_SPEC_V1 = (
     ("max_target_ua", INT, 1000, limits.CEILING_UA, True),
     ("target_ua", INT, 1000, limits.CEILING_UA, True),
     ("max_duration_s", INT, limits.MIN_DURATION_S, limits.MAX_DURATION_S, True),
@@ -44,13 +98,6 @@ RX_SPEC = (
     ("induction_per_week", INT, 1, 7, True),
     ("maintenance_per_week", INT, 1, 7, True),
 )
-# the factory prescription (ARCHITECTURE §4): used only while no prescription file exists
-RX_FACTORY = {
-    "max_target_ua": limits.CEILING_UA, "target_ua": 15000,
-    "max_duration_s": limits.MAX_DURATION_S, "duration_s": 600,
-    "ramp_up_s": 30, "ramp_down_s": 15, "reverse_allowed": True,
-    "induction_sessions": 12, "induction_per_week": 3, "maintenance_per_week": 1,
-}
 
 SETTINGS_SPEC = (
     ("induction_done", BOOL, 0, 0, True),
@@ -70,14 +117,81 @@ def calibration_of(d):
                        d["r_gain"], d["r_offset"])
 
 
+def rx_from_v1(obj):
+    """A format-1 prescription (one current cap for plain DC) as format 2: the DC profiles
+    hands/feet/child capped at its max_target_ua, hands the default with its target and
+    length, the pulsed and dose profiles not allowed (never prescribed by format 1)."""
+    d = schema.check(obj, RX_SPEC_V1)
+    top = d["max_target_ua"]
+    out = {"profile": "hands", "target_ua": d["target_ua"],
+           "min_duration_s": limits.MIN_DURATION_S, "max_duration_s": d["max_duration_s"],
+           "duration_s": d["duration_s"], "ramp_up_s": d["ramp_up_s"],
+           "ramp_down_s": d["ramp_down_s"], "reverse_allowed": d["reverse_allowed"],
+           "dose_uamin": RX_FACTORY["dose_uamin"]}
+    for n in profiles.NAMES:
+        m = profiles.CATALOG[n].get("mode", profiles.MODE_DC)
+        out[cap_field(n)] = (top if top < mode_limit_ua(n) else mode_limit_ua(n)) \
+            if m == profiles.MODE_DC else 0
+    for k in ("induction_sessions", "induction_per_week", "maintenance_per_week"):
+        out[k] = d[k]
+    return out
+
+
+def rx_defaults(rx, name):
+    """Profile fields `start` uses for catalogue profile `name` when the patient gives none:
+    the default profile runs the prescription's target_ua/duration_s/ramps; any other its
+    catalogue values, the target capped, the length clamped into the prescribed range,
+    the ramp up not faster than prescribed. Dose profiles deliver the prescription's dose."""
+    if name == rx["profile"]:
+        d = {"target_ua": rx["target_ua"], "duration_s": rx["duration_s"],
+             "ramp_up_s": rx["ramp_up_s"], "ramp_down_s": rx["ramp_down_s"]}
+    else:
+        c = profiles.CATALOG[name]
+        cap = rx[cap_field(name)]
+        dur = c["duration_s"]
+        if dur < rx["min_duration_s"]:
+            dur = rx["min_duration_s"]
+        if dur > rx["max_duration_s"]:
+            dur = rx["max_duration_s"]
+        up = c["ramp_up_s"]
+        d = {"target_ua": c["target_ua"] if c["target_ua"] < cap else cap, "duration_s": dur,
+             "ramp_up_s": up if up > rx["ramp_up_s"] else rx["ramp_up_s"],
+             "ramp_down_s": c["ramp_down_s"]}
+    if profiles.CATALOG[name].get("mode", profiles.MODE_DC) == profiles.MODE_DOSE:
+        d["dose_uamin"] = rx["dose_uamin"]
+    return d
+
+
 def validate_rx(obj):
+    """A format-2 prescription (a format-1 one is converted first); Reject E_RANGE when it
+    is inconsistent. Every allowed profile must be startable with its defaults."""
+    if "max_target_ua" in obj:
+        obj = rx_from_v1(obj)
     d = schema.check(obj, RX_SPEC)
-    if d["target_ua"] > d["max_target_ua"]:
-        raise Reject("E_RANGE", "target_ua %d above max_target_ua %d" % (
-            d["target_ua"], d["max_target_ua"]))
-    if d["duration_s"] > d["max_duration_s"]:
-        raise Reject("E_RANGE", "duration_s %d above max_duration_s %d" % (
-            d["duration_s"], d["max_duration_s"]))
+    if d["min_duration_s"] > d["max_duration_s"]:
+        raise Reject("E_RANGE", "min_duration_s %d above max_duration_s %d" % (
+            d["min_duration_s"], d["max_duration_s"]))
+    if d["duration_s"] < d["min_duration_s"] or d["duration_s"] > d["max_duration_s"]:
+        raise Reject("E_RANGE", "duration_s %d outside min_duration_s..max_duration_s %d..%d"
+                     % (d["duration_s"], d["min_duration_s"], d["max_duration_s"]))
+    for n in profiles.NAMES:
+        cap = d[cap_field(n)]
+        if 0 < cap < 1000:
+            raise Reject("E_RANGE", "%s %d: 0 (not allowed) or 1000..%d" % (
+                cap_field(n), cap, mode_limit_ua(n)))
+    name = d["profile"]
+    cap = d[cap_field(name)]
+    if cap == 0:
+        raise Reject("E_RANGE", "default profile %s is not allowed (%s 0)" % (
+            name, cap_field(name)))
+    if d["target_ua"] > cap:
+        raise Reject("E_RANGE", "target_ua %d above %s %d" % (d["target_ua"], cap_field(name), cap))
+    for n in profiles.NAMES:
+        if d[cap_field(n)]:
+            try:
+                profiles.from_catalog(n, **rx_defaults(d, n)).validate(d[cap_field(n)])
+            except ValueError as e:
+                raise Reject("E_RANGE", "profile %s would not start: %s" % (n, e))
     return d
 
 
@@ -93,10 +207,17 @@ class Store:
         base = dirname + "/" if dirname else ""
         self.dirname = dirname
         self.cal = storage.Record(fs, base + "cal.rec", storage.KIND_CAL, validate_cal)
-        self.rx = storage.Record(fs, base + "rx.rec", storage.KIND_RX, validate_rx)
+        self.rx_v1 = False         # the prescription in use was stored in format 1
+        self.rx = storage.Record(fs, base + "rx.rec", storage.KIND_RX, self._validate_rx)
         self.settings = storage.Record(fs, base + "settings.rec", storage.KIND_SETTINGS,
                                        validate_settings)
+        self.auth = storage.Record(fs, base + "auth.rec", storage.KIND_AUTH, auth.validate)
         self.log = TreatmentLog(fs, base + "log")
+
+    def _validate_rx(self, obj):
+        d = validate_rx(obj)
+        self.rx_v1 = "max_target_ua" in obj      # the last copy validated is the one used
+        return d
 
     def load(self):
         if self.dirname:
@@ -104,6 +225,7 @@ class Store:
         self.cal.load()
         self.rx.load()
         self.settings.load()
+        self.auth.load()
         self.log.load(self.settings_data()["log_seq"])
         return self
 

@@ -4,6 +4,8 @@ It trusts nothing but the two sense channels, the hardware trip input and what t
 actually applied (enable, reference). It never asks the regulator or the session. On a
 trip it cuts the output itself and latches the fault until a deliberate `reset()`.
 No command can switch it off: the controller calls `check()` unconditionally.
+Pulsed mode: the sense channel reads the average; the peak is estimated from the
+duty the HAL actually applied (average x 100 / duty) and must stay below TRIP_ABS_UA.
 """
 
 from micropython import const
@@ -89,8 +91,8 @@ class Safety:
         enabled = hal.enabled
         if hal.hw_tripped():
             f = F_HW_TRIP
-        elif i_ua > self.trip_ua:
-            f = F_OVERCURRENT
+        elif i_ua > self.trip_ua or i_ua * 100 > limits.TRIP_ABS_UA * hal.duty_pct:
+            f = F_OVERCURRENT      # average above the trip, or the peak above 30 mA
         elif v_mv >= self._v_fs_mv:
             f = F_SENSOR
         elif enabled:

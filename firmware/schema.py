@@ -5,6 +5,7 @@ A spec is a tuple of fields `(name, kind, lo, hi, required)`:
     BOOL  true or false
     TEXT  a string of lo..hi characters from TEXT_CHARS
     DATE  "YYYY-MM-DD", 2020..2099
+    CHOICE  one of the strings in the tuple `lo` (hi unused), e.g. a profile name
 `check(obj, spec)` returns a new dict of the fields present, or raises `Reject` with a
 stable error code: E_UNKNOWN_FIELD (a key the spec does not name; the alphabetically
 first is reported), E_MISSING, E_TYPE, E_RANGE (in spec order). The same input gives
@@ -15,6 +16,7 @@ INT = 0
 BOOL = 1
 TEXT = 2
 DATE = 3
+CHOICE = 4
 
 TEXT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-:/+#"
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -62,6 +64,11 @@ def value(name, v, kind, lo, hi):
             raise Reject("E_TYPE", name + " must be a string")
         if not _date_ok(v):
             raise Reject("E_RANGE", name + " must be a date YYYY-MM-DD (2020..2099)")
+    elif kind == CHOICE:
+        if not isinstance(v, str):
+            raise Reject("E_TYPE", name + " must be a string")
+        if v not in lo:
+            raise Reject("E_RANGE", "%s %s not one of %s" % (name, quote(v), ", ".join(lo)))
     return v
 
 

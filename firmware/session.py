@@ -2,6 +2,10 @@
 
 IDLE -> WAIT_CONTACT -> RAMP_UP -> TREAT -> (REVERSE) -> RAMP_DOWN -> DONE,
 PAUSED on contact loss or partial lift, FAULT when the safety monitor trips.
+Setpoints are average currents (pulsed mode: the HAL turns them into the peak).
+Dose mode starts the ramp down early enough that the ramp's own charge lands the
+delivered charge on the dose; `set_target()` moves a running session's target at the
+ramp slope.
 It is pure logic over measurements and milliseconds: the controller applies its
 outputs (`enable`, `sp_ua`, `polarity`). Every waiting state has a timeout, and every
 way out of a current-carrying state ramps down or cuts the output.
@@ -10,6 +14,7 @@ way out of a current-carrying state ramps down or cuts the output.
 from micropython import const
 
 import limits
+import profiles
 from lift import LiftDetector
 from probe import Probe
 
@@ -32,7 +37,8 @@ END_STOPPED = const(2)
 END_NO_CONTACT = const(3)
 END_PAUSE_TIMEOUT = const(4)
 END_FAULT = const(5)
-END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault")
+END_DOSE = const(6)            # dose mode: the delivered charge reached the dose
+END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault", "dose")
 
 # Pause causes
 PAUSE_NONE = const(0)
@@ -47,6 +53,11 @@ _REV_DEAD = const(1)
 _REV_PROBE = const(2)
 
 _Q = const(10)                 # setpoint fixed point: µA << 10
+# A ramp down ends (output cut) once the setpoint is at the probe level: below it the
+# current cannot be told from an open circuit or a dead source (an uncalibrated source
+# offset of -100 µA made the monitor's plausibility check trip at the bottom of every
+# ramp down), and cutting 300 µA is the probe's own step.
+_END_Q = const(300 << 10)      # limits.PROBE_UA << _Q
 
 
 class Session:
@@ -58,6 +69,9 @@ class Session:
         self.end_reason = END_NONE
         self.fault_code = 0
         self.polarity = 0
+        self.target_ua = 0
+        self._dose = 0
+        self._down_q = 1
         self._clear()
 
     def _clear(self):
@@ -76,6 +90,7 @@ class Session:
         self._charge_acc = 0     # µA·ms not yet a whole µA·min
         self.i_min_ua = 0        # current range while in TREAT (0 = not yet)
         self.i_max_ua = 0
+        self.i_ua = 0            # last measured current (for remaining_ms)
         self._prober.restart()
         self.r_probe = 0         # last two-level probe load (Ω), polarization cancelled
         self._phase = 0
@@ -99,10 +114,42 @@ class Session:
         self._up_q = (p.target_ua << _Q) // up_ms           # setpoint rise per ms
         self._down_q = (p.target_ua << _Q) // (p.ramp_down_s * 1000)
         self._down_timeout_ms = p.ramp_down_s * 1000 + limits.RAMP_DOWN_GRACE_MS
+        self._dose = p.dose_uamin if p.mode == profiles.MODE_DOSE else 0
         self.polarity = 0
         self.end_reason = END_NONE
         self.fault_code = 0
         self._go(WAIT_CONTACT)
+
+    def set_target(self, ua):
+        """New target for a running session (the caller checked the limits). The
+        setpoint moves to it at the profile's ramp slopes, never in a step."""
+        s = self.state
+        if s != WAIT_CONTACT and s != RAMP_UP and s != TREAT and s != PAUSED:
+            return False
+        self.target_ua = ua
+        return True
+
+    def remaining_ms(self):
+        """Treatment time left: duration - elapsed; dose mode: charge left at the
+        present current (the target while the current is below 1 mA)."""
+        if self.state == IDLE or self.state == DONE or self.state == FAULT:
+            return 0
+        if self._dose:
+            left = self._dose - self.charge_uamin
+            if left <= 0:
+                return 0
+            i = self.i_ua if self.i_ua >= 1000 else self.target_ua
+            return left * 60 * 1000 // i     # outside the step: may be a bigint
+        left = self.duration_ms - self.elapsed_ms
+        return left if left > 0 else 0
+
+    def ramp_left_ms(self):
+        """Time until RAMP_DOWN ends (the setpoint at the probe level, where the output
+        is cut); 0 in any other state."""
+        if self.state != RAMP_DOWN:
+            return 0
+        left = self._sp_q - _END_Q
+        return left // self._down_q if left > 0 else 0
 
     def stop(self):
         """The user's stop: ramp down from wherever current flows; end otherwise."""
@@ -155,6 +202,7 @@ class Session:
         if s == IDLE or s == DONE or s == FAULT:
             return     # no clock here: a counter growing for weeks would become a bigint
         self.state_ms += dt_ms
+        self.i_ua = i_ua
         if self.enable and i_ua > 0:
             acc = self._charge_acc + i_ua * dt_ms
             n = acc // 60000
@@ -171,7 +219,7 @@ class Session:
             self._paused(dt_ms, i_ua, v_mv)
         elif s == RAMP_DOWN:
             if self._open(i_ua, v_mv) or self.state_ms > self._down_timeout_ms \
-                    or self._ramp(-self._down_q * dt_ms, 0) == 0:
+                    or self._ramp(-self._down_q * dt_ms, 0) <= _END_Q:
                 if self._pausing:
                     self._pausing = False
                     self._pause(PAUSE_USER)
@@ -192,13 +240,18 @@ class Session:
             self.end_reason = END_COMPLETED
             self._go(RAMP_DOWN)
             return
+        if self._dose and self._dose_due():
+            self.end_reason = END_DOSE
+            self._go(RAMP_DOWN)
+            return
         if s == REVERSE:   # phase DOWN: ramp to zero, then the dead time
             self._nom_q = 0
-            self._ramp(-self._down_q * dt_ms, 0)
-            if self._sp_q == 0:
+            if self._ramp(-self._down_q * dt_ms, 0) <= _END_Q:
                 self._phase = _REV_DEAD
                 self.state_ms = 0
                 self.enable = False
+                self._sp_q = 0
+                self.sp_ua = 0
             return
         if self._lift.lifted(dt_ms, i_ua, v_mv, self.sp_ua):
             self._pause(PAUSE_LIFT)
@@ -210,10 +263,16 @@ class Session:
             if self._sp_q > cap:
                 self._sp_q = cap if cap > 0 else 0
         # The nominal ramp runs on; the effective setpoint follows it at the ramp slope.
+        # A lowered target (set_target) brings it down at the ramp-down slope.
         up = self._up_q * dt_ms
         top = self.target_ua << _Q
-        nom = self._nom_q + up
-        self._nom_q = nom if nom < top else top
+        nom = self._nom_q
+        if nom > top:
+            nom -= self._down_q * dt_ms
+            self._nom_q = nom if nom > top else top
+        else:
+            nom += up
+            self._nom_q = nom if nom < top else top
         self._ramp(up, self._nom_q)
         if s == RAMP_UP and self._nom_q >= top:
             self._go(TREAT)     # the ramp is over even if the load holds the current lower
@@ -222,6 +281,22 @@ class Session:
             self._reversed = True
             self._phase = _REV_DOWN
             self._go(REVERSE)
+
+    def _dose_due(self):
+        """Dose mode: charge + the ramp down's expected charge ((setpoint + its end
+        level) x ramp time / 2, the ramp being linear) has reached the dose. µA·ms
+        products stay small ints: a ramp is at most 222 s (slope set by a 1 mA target over
+        60 s, target raised to 4 mA), its charge <= 4300 x 222000 / 2 µA·ms (7958 µA·min),
+        and the exact comparison runs only once less than that + 2 µA·min is left
+        (7960 x 60000 < 2**30)."""
+        sp = self.sp_ua
+        q = self._sp_q - _END_Q
+        ramp_ms = q // self._down_q if q > 0 else 0
+        ramp_uams = (sp + limits.PROBE_UA) * ramp_ms >> 1
+        left = self._dose - self.charge_uamin       # µA·min still to deliver
+        if left > ramp_uams // 60000 + 2:
+            return False
+        return left * 60000 - self._charge_acc <= ramp_uams
 
     def _reverse_off(self, dt_ms, i_ua, v_mv):
         """REVERSE after the ramp down: dead time, flip (output off), probe, re-ramp."""

@@ -1,4 +1,4 @@
-"""Persistent records (calibration, prescription, settings): atomic, CRC-checked files.
+"""Persistent records (calibration, prescription, settings, service code): atomic, CRC-checked files.
 
 One file per record kind, holding a 12-byte header and a JSON payload:
     magic b"IONR" | version u8 | kind u8 | payload length u16 | CRC-32 u32 | payload
@@ -43,6 +43,7 @@ MAX_PAYLOAD = 1024
 KIND_CAL = 1
 KIND_RX = 2
 KIND_SETTINGS = 3
+KIND_AUTH = 4
 
 # load() status
 OK = "ok"

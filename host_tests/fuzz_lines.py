@@ -16,7 +16,8 @@ from commands import Commands
 COMMANDS = sorted(Commands(None).table) + ["", "STATUS", "status ", "hack", "start\u00e9"]
 FIELDS = sorted({f[0] for spec in (records.CAL_SPEC, records.RX_SPEC) for f in spec} | {
     "target_ua", "duration_s", "ramp_up_s", "ramp_down_s", "reverse", "on", "hz", "epoch",
-    "from", "n", "induction_done", "log_seq", "target_ma", "id", "cmd", ""})
+    "from", "n", "induction_done", "log_seq", "target_ma", "id", "cmd", "", "profile",
+    "dose_uamin", "code", "max_target_ua"})
 EDGES = [0, 1, -1, 4, 5, 9, 10, 50, 51, 60, 61, 100, 101, 120, 121, 299, 300, 600, 1000, 1799,
          1800, 1801, 4096, 4097, 12287, 12288, 16384, 20480, 20481, 25000, 25001, 30000,
          1577836800, 4102444800, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 63, -2 ** 63]
@@ -39,17 +40,28 @@ requests = st.builds(
 
 CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0, "r_gain": 16384,
        "r_offset": 0, "date": "2025-01-31", "tech": "T01", "meter": "M1"}
-RX = dict(records.RX_FACTORY, ramp_up_s=10)
+RX = dict(records.RX_FACTORY, ramp_up_s=10, drug_max_ua=4000)
+PROFILES = ("hands", "feet", "child", "underarm", "drug")
 
 
 def _valid(cmd, a, b):
     if cmd == "start":
         req = {"cmd": cmd, "target_ua": 1000 + a % 14000, "duration_s": 300 + b % 900,
                "ramp_up_s": 30 + a % 50, "reverse": b % 3 == 0}
+        if b % 5 == 1:
+            req["profile"] = PROFILES[a % 5]
+            if a % 5 == 4:
+                req["dose_uamin"] = 1000 + b % 60000
         for k in ("target_ua", "duration_s", "ramp_up_s", "reverse"):
             if (a >> len(k)) % 4 == 0:
                 del req[k]                # the prescription's default
         return req
+    if cmd == "adjust":
+        return {"cmd": cmd, "target_ua": 1000 + a % 26000}
+    if cmd == "service_enter":
+        return {"cmd": cmd, "code": "000000" if a % 3 else "%06d" % (b % 1000000)}
+    if cmd == "service_code":
+        return {"cmd": cmd, "code": "%06d" % (b % 1000000) if a % 4 else "x"}
     if cmd == "telemetry":
         return {"cmd": cmd, "on": bool(a % 2), "hz": 1 + b % 50}
     if cmd == "time_set":
@@ -61,14 +73,15 @@ def _valid(cmd, a, b):
     if cmd == "cal_write":
         return dict(CAL, cmd=cmd, i_offset=a % 100 - 50)
     if cmd == "rx_write":
-        return dict(RX, cmd=cmd, target_ua=5000 + a % 10000)
+        return {"cmd": cmd, "target_ua": 5000 + a % 10000, "profile": PROFILES[b % 5]}
     return {"cmd": cmd}
 
 
 valid = st.builds(lambda cmd, a, b, rid: json.dumps(dict(_valid(cmd, a, b), id=rid)).encode(),
                   st.sampled_from(["start", "stop", "pause", "resume", "reset", "status",
                                    "telemetry", "time_set", "log_read", "settings_write",
-                                   "cal_write", "rx_write", "schedule", "selftest", "identify"]),
+                                   "cal_write", "rx_write", "schedule", "selftest", "identify",
+                                   "adjust", "service_enter", "service_exit", "service_code"]),
                   st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.integers(0, 1000))
 
 
@@ -112,7 +125,8 @@ VALUE_EDGES = [str(v).encode() for v in EDGES] + [b"true", b"false", b"null", b'
 
 VALID_CMDS = ["start", "stop", "pause", "resume", "reset", "status", "telemetry", "time_set",
               "log_read", "settings_write", "cal_write", "rx_write", "schedule", "selftest",
-              "identify", "log_clear", "cal_read", "rx_read", "settings_read"]
+              "identify", "log_clear", "cal_read", "rx_read", "settings_read", "adjust",
+              "service_enter", "service_exit", "service_code"]
 
 
 def structured(rnd):

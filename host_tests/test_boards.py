@@ -211,12 +211,30 @@ def test_esp32_pwm_is_created_with_zero_duty(machine):
     assert ("PWM", b.PIN_REF, "init", (b.PWM_FREQ_HZ, 0)) in machine.EVENTS
 
 
+@pytest.mark.parametrize("name, pin", [("pico", "PIN_GATE_PWM"), ("esp32", "PIN_GATE")])
+def test_pulse_gate_is_dc_from_build(machine, name, pin):
+    """The pulse gate PWM is fully on (DC) from its first duty write; pulsed mode sets it."""
+    b = _board(name)
+    hw = b.build()
+    gate = machine.PWMS[getattr(b, pin)]
+    assert hw.gate is gate and gate.duties and all(d == 65535 for d in gate.duties)
+    if name == "pico":   # RP2040: slice = (gpio >> 1) & 7; the reference's slice has its freq
+        assert (b.PIN_GATE_PWM >> 1) & 7 != (b.PIN_REF_PWM >> 1) & 7
+    hal = Hal(hw, b, Calibration())
+    hal.set_pulse(4300, 50)
+    assert gate.freq() == 4300 and gate.duty_u16() == 32767 and hal.duty_pct == 50
+    hal.set_current_ua(5000)                       # 5 mA average = 10 mA peak reference
+    assert hal.ref_code == hal.code_for_ua(10000)
+    hal.pulse_off()
+    assert gate.duty_u16() == 65535 and hal.duty_pct == 100
+
+
 def test_esp32_dac_reference(machine):
     b = _board("esp32")
     hw = b.build(ref="dac")
     _first_event_is_enable_low(b, machine)
     dac = machine.DACS[b.PIN_REF]
-    assert dac.writes == [0] and machine.PWMS == {}
+    assert dac.writes == [0] and b.PIN_REF not in machine.PWMS   # the gate is a PWM
     hal = Hal(hw, b, Calibration())
     hal.set_current_ua(15000)
     assert dac.last == round(hal.ref_code * 255 / 65535)

@@ -1,5 +1,9 @@
 """Property tests: random loads, contact events and faults; invariants on the true current.
 
+Profiles are drawn in every scenario mode (DC, pulsed, dose). A separate property drives
+polarity reversal in DC and pulsed mode and checks on the true current (average and
+on-phase peak) that the polarity never flips with current flowing.
+
 Examples are derandomized (reproducible in CI); each is also reproducible from its
 plant seed. A failing example prints the scenario, which `python -m tools.simulate`
 replays.
@@ -24,13 +28,25 @@ def _num(lo, hi):
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(lambda x: round(x, 3))
 
 
-profiles = st.fixed_dictionaries({
-    "target_ma": _num(2, 25),
-    "duration_s": st.just(300),
-    "ramp_up_s": st.integers(10, 60),
-    "ramp_down_s": st.integers(5, 30),
-    "reverse_polarity": st.booleans(),
-})
+@st.composite
+def profiles(draw, reverse=st.booleans(), modes=("dc", "pulsed", "dose")):
+    """A profile in any scenario mode: DC, pulsed (average target, peak <= 25 mA) or
+    dose (<= 4 mA; a dose small enough that some examples end on it within 120 s)."""
+    mode = draw(st.sampled_from(modes))
+    p = {"duration_s": 300, "ramp_up_s": draw(st.integers(10, 60)),
+         "ramp_down_s": draw(st.integers(5, 30)), "reverse_polarity": draw(reverse)}
+    if mode == "pulsed":
+        duty = draw(st.integers(20, 80))
+        p.update(mode="pulsed", duty_pct=duty, pulse_hz=draw(st.integers(1000, 10000)),
+                 target_ma=draw(_num(1, 25 * duty / 100)))
+    elif mode == "dose":
+        ma = draw(_num(1, 4))
+        p.update(mode="dose", target_ma=ma,
+                 dose_uamin=draw(st.integers(1000, int(round(ma * 1000)) * 5)))
+    else:
+        p["target_ma"] = draw(_num(2, 25))
+    return p
+
 
 plants = st.fixed_dictionaries({
     "compliance_v": _num(30, 60),
@@ -65,7 +81,7 @@ def _events(event_for, n_max):
 @st.composite
 def scenarios(draw, event_for=_benign_event, n_max=8):
     events = [{"t_s": draw(_num(0, 5)), "contact": True}] + draw(_events(event_for, n_max))
-    return {"profile": draw(profiles), "plant": draw(plants), "events": events, "end_s": 120,
+    return {"profile": draw(profiles()), "plant": draw(plants), "events": events, "end_s": 120,
             "seed": draw(st.integers(1, 2 ** 20)),
             "clock_start_us": draw(st.sampled_from([0, (1 << 30) - 50 * 1000000]))}
 
@@ -111,3 +127,65 @@ def test_output_off_within_one_period_of_any_trip_condition(s):
     note(json.dumps(s))
     tr = run(s)
     check_off_after_trip(tr, profile_of(s))
+
+
+# ---- polarity reversal, DC and pulsed ----------------------------------------------------
+REV_SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+                        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                        suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def reversal_scenarios(draw):
+    """Reversal on: the flip comes at half the 300 s session (~150 s + the first ramp);
+    random loads and contact events, some of them around the flip."""
+    prof = draw(profiles(reverse=st.just(True), modes=("dc", "pulsed")))
+    events = [{"t_s": draw(_num(0, 5)), "contact": True}]
+    for t in sorted(draw(st.lists(_num(100, 215), max_size=4))):
+        events.append(draw(st.one_of(
+            st.builds(lambda c: {"t_s": t, "contact": c}, st.booleans()),
+            st.builds(lambda r, o: {"t_s": t, "skin_ohm": r, "over_s": o}, _num(300, 9000),
+                      _num(0, 30)))))
+    events.append({"t_s": 216, "contact": True})
+    return {"profile": prof, "plant": draw(plants), "events": events, "end_s": 260,
+            "seed": draw(st.integers(1, 2 ** 20))}
+
+
+@REV_SETTINGS
+@given(reversal_scenarios())
+def test_polarity_never_flips_with_current_flowing(s):
+    """On the TRUE current (average and on-phase peak): zero at the flip and for the
+    whole dead time before it (>= 200 ms), and the contact probe runs after the flip,
+    before any re-ramp."""
+    import limits
+    from harness import DT_S
+    note(json.dumps(s))
+    tr = run(s)
+    check_all(tr, profile_of(s))
+    pol = tr.col("polarity")
+    true = tr.col("true_ua")
+    peak = tr.pulse_peak
+    target = tr.col("target_ua")
+    dead = int(0.2 / DT_S)
+    flips = [k for k in range(1, len(pol)) if pol[k] != pol[k - 1]]
+    for k in flips:
+        for j in range(k - dead, k + 1):
+            assert true[j] == 0.0 and peak[j] == 0.0, (
+                "t=%.3f s: %.0f µA (peak %.0f) within the dead time of the flip at %.3f s" % (
+                    j * DT_S, true[j], peak[j], k * DT_S))
+        # after the flip: the probe (both levels) before any current above it
+        probed = False
+        for j in range(k, len(pol)):
+            if target[j] == 2 * limits.PROBE_UA:
+                probed = True
+            if target[j] > 2 * limits.PROBE_UA or true[j] > 3 * limits.PROBE_UA:
+                assert probed, "t=%.3f s: re-ramp after the flip at %.3f s without a probe" % (
+                    j * DT_S, k * DT_S)
+                break
+    _FLIPS[0] += len(flips)
+    _FLIPS[1] += 1
+    if _FLIPS[1] == REV_SETTINGS.max_examples:
+        assert _FLIPS[0] >= REV_SETTINGS.max_examples // 2, "too few flips: %s" % _FLIPS
+
+
+_FLIPS = [0, 0]     # flips seen, examples run (most examples must actually flip)

@@ -24,9 +24,11 @@ from protocol import Protocol  # noqa: E402
 from protorig import CAL, Rig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RX = {"max_target_ua": 12000, "target_ua": 10000, "max_duration_s": 900, "duration_s": 600,
-      "ramp_up_s": 10, "ramp_down_s": 10, "reverse_allowed": False, "induction_sessions": 3,
-      "induction_per_week": 3, "maintenance_per_week": 1}
+RX = {"profile": "hands", "target_ua": 10000, "min_duration_s": 300, "max_duration_s": 900,
+      "duration_s": 600, "ramp_up_s": 10, "ramp_down_s": 10, "reverse_allowed": False,
+      "dose_uamin": 40000, "hands_max_ua": 12000, "feet_max_ua": 12000, "child_max_ua": 8000,
+      "underarm_max_ua": 0, "drug_max_ua": 0, "induction_sessions": 3, "induction_per_week": 3,
+      "maintenance_per_week": 1}
 
 
 def refused(rig, line, code):
@@ -194,7 +196,7 @@ def test_status_shows_compliance_limiting():
 
 def test_start_defaults_come_from_the_prescription():
     rig = Rig()
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     r = rig.ok("start")
     assert (r["target_ua"], r["duration_s"], r["ramp_up_s"], r["ramp_down_s"], r["reverse"]) == (
         10000, 600, 10, 10, False)
@@ -203,7 +205,7 @@ def test_start_defaults_come_from_the_prescription():
 
 def test_start_refusals():
     rig = Rig()
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     refused(rig, {"cmd": "start", "target_ua": 13000}, "E_RANGE")          # above prescription
     refused(rig, {"cmd": "start", "target_ua": 30000}, "E_RANGE")          # above the ceiling
     refused(rig, {"cmd": "start", "target_ua": 999}, "E_RANGE")
@@ -253,14 +255,14 @@ def test_no_treatment_without_a_valid_calibration():
 
 def test_no_treatment_with_a_corrupt_prescription():
     rig = Rig()
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     rig.fs.files["data/rx.rec"][-2] ^= 0x40
     rig.fs.files["data/rx.rec.bak"] = bytearray(b"IONR junk")
     r2 = Rig(fs=rig.fs)
     assert r2.ok("status")["rx"] == "corrupt"
     refused(r2, {"cmd": "start", "target_ua": 5000}, "E_DENIED")
     refused(r2, {"cmd": "schedule"}, "E_DENIED")
-    r2.ok("rx_write", **RX)
+    r2.write_rx(RX)
     r2.ok("start")
 
 
@@ -337,7 +339,7 @@ def test_telemetry_is_skipped_when_the_host_does_not_read():
 
 def test_time_set_and_schedule():
     rig = Rig()
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     refused(rig, {"cmd": "time_set", "epoch": 1000}, "E_RANGE")
     refused(rig, {"cmd": "time_set", "epoch": "now"}, "E_TYPE")
     s = rig.ok("schedule")
@@ -391,7 +393,7 @@ def test_selftest():
 
 
 @pytest.mark.parametrize("cmd,fields", [("cal_read", {}), ("cal_write", CAL), ("rx_read", {}),
-                                        ("rx_write", RX), ("log_clear", {})])
+                                        ("rx_write", {"target_ua": 9000}), ("log_clear", {})])
 def test_service_commands_need_service_mode(cmd, fields):
     rig = Rig(service=False)
     req = {"cmd": cmd}
@@ -416,22 +418,30 @@ def test_cal_read_and_write_apply_to_the_hal():
     rig.seconds(5)
     assert abs(rig.ctrl.i_ua - 10000) < 100                        # regulated on the reading
     assert abs(rig.bench.plant.true_ua - 10000 / 1.1) < 200        # so the truth is 10 % lower
-    refused(rig, dict(CAL, cmd="cal_write"), "E_STATE")             # never during a session
+    refused(rig, dict(CAL, cmd="cal_write"), "E_DENIED")            # a session ended service mode
     assert Rig(fs=rig.fs).ok("cal_read")["cal"] == new
 
 
 def test_rx_read_and_write():
     rig = Rig()
     r = rig.ok("rx_read")
-    assert r["status"] == "missing" and r["rx"]["max_target_ua"] == 25000
-    refused(rig, dict(RX, cmd="rx_write", target_ua=13000), "E_RANGE")     # above its max
-    refused(rig, dict(RX, cmd="rx_write", duration_s=1000), "E_RANGE")
-    refused(rig, dict(RX, cmd="rx_write", max_target_ua=26000), "E_RANGE")
-    refused(rig, dict(RX, cmd="rx_write", induction_per_week=0), "E_RANGE")
-    assert rig.ok("rx_write", **RX)["status"] == "ok"
-    assert rig.ok("rx_read") == {"rx": RX, "status": "ok"}
+    assert r["status"] == "missing" and r["rx"]["hands_max_ua"] == 25000 and r["v1"] is False
+    refused(rig, {"cmd": "rx_write"}, "E_MISSING")
+    refused(rig, {"cmd": "rx_write", "hands_max_ua": 12000}, "E_RANGE")   # below its target
+    refused(rig, {"cmd": "rx_write", "max_duration_s": 500}, "E_RANGE")   # below duration_s
+    refused(rig, {"cmd": "rx_write", "hands_max_ua": 26000}, "E_RANGE")
+    refused(rig, {"cmd": "rx_write", "induction_per_week": 0}, "E_RANGE")
+    refused(rig, {"cmd": "rx_write", "max_target_ua": 12000}, "E_UNKNOWN_FIELD")   # format 1
+    assert rig.write_rx(RX)["status"] == "ok"
+    r = rig.ok("rx_read")
+    assert r == {"rx": RX, "status": "ok", "v1": False}
+    refused(rig, {"cmd": "rx_write", "target_ua": 13000}, "E_RANGE")     # above its cap
+    refused(rig, {"cmd": "rx_write", "duration_s": 1000}, "E_RANGE")     # above max
+    got = rig.ok("rx_write", target_ua=9000)                             # a partial write
+    assert got["rx"] == dict(RX, target_ua=9000) and got["status"] == "ok"
     rig.ok("start")
-    refused(rig, dict(RX, cmd="rx_write"), "E_STATE")
+    refused(rig, {"cmd": "rx_write", "target_ua": 9000}, "E_DENIED")      # service ended
+    assert Rig(fs=rig.fs).ok("rx_read")["rx"] == dict(RX, target_ua=9000)
 
 
 def test_every_command_is_documented_and_tested():
@@ -441,11 +451,11 @@ def test_every_command_is_documented_and_tested():
         if name.startswith("test_") and name.endswith(".py"):
             tests += open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)).read()
     names = sorted(Commands(None).table)
-    assert len(names) == 19
+    assert len(names) == 25
     for name in names:
         assert "### `%s`" % name in doc, name
         assert ('"%s"' % name) in tests, name
     for code in ("E_JSON", "E_UTF8", "E_TOO_LONG", "E_UNKNOWN_CMD", "E_UNKNOWN_FIELD",
                  "E_MISSING", "E_TYPE", "E_RANGE", "E_STATE", "E_DENIED", "E_STORAGE",
-                 "E_INTERNAL"):
+                 "E_INTERNAL", "E_AUTH", "E_LOCKED"):
         assert "`%s`" % code in doc, code

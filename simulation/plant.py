@@ -11,6 +11,15 @@ load needs more than the compliance voltage; then the current is what the rail c
 push, and the skin capacitance makes the transition gradual. Open circuit: the
 output rails and its capacitance charges; a re-contact discharges it into the load.
 
+Pulse gate (pulsed mode): `gate_duty` (0..1, 1 = DC) and `gate_hz`. In the on-phase the
+source delivers its commanded current, in the off-phase nothing. The pulse period
+(0.1-1 ms) is far below the skin time constant, so the series resistance sees the
+peak (compliance: peak x R_s + skin + offset <= rail) while the skin capacitance
+integrates the average (an effective series resistance R_s / duty when railed). The
+sense paths (RC-filtered amplifiers) see the average current and electrode voltage.
+`true_ua` is the average, `pulse_peak_ua` the on-phase current (no re-contact spike),
+`peak_ua` the highest instantaneous current including the spike.
+
 All events are attribute writes or `set()` calls between steps; `step(dt_s)` advances
 the physics by one control period with exact exponentials (stable for any dt).
 """
@@ -62,6 +71,9 @@ class Plant:
         self.ref_code = 0
         self.enable = 0
         self.polarity = 0
+        self.gate_duty = 1.0       # pulse gate: fraction of each period the source is on
+        self.gate_hz = 0
+        self.gate_code = None      # a PWM duty code written by the board (applied in step)
         # physics state
         self._ref_f = 0.0          # filtered reference, as a fraction of full scale
         self._vc = 0.0             # skin capacitor voltage
@@ -74,6 +86,8 @@ class Plant:
         # what the tests judge and what the ADCs show
         self.true_ua = 0.0         # mean true current over the last step
         self.peak_ua = 0.0         # highest instantaneous true current in the last step
+        self.pulse_peak_ua = 0.0   # highest on-phase source current (no re-contact spike)
+        self._i_on = 0.0
         self.v_load = 0.0          # electrode voltage at the end of the step, volts
         self.limited = False       # the source was at its compliance rail
         self.i_code = 0
@@ -107,6 +121,9 @@ class Plant:
         if dt_s != self._dt:
             self._dt = dt_s
             self._a_ref = math.exp(-dt_s / self.ref_tau_s)
+        if self.gate_code is not None:
+            self.gate_duty = self.gate_code / 65535
+            self.gate_code = None
         f = self.faults
         on = self.enable or f.get("enable_stuck_on", False)
         if self.polarity != self._pol_seen:
@@ -127,8 +144,15 @@ class Plant:
             i_cmd = 0.0
         v_avail = self.compliance_v
         i0 = self._i
+        on0 = self._i_on
+        duty = self.gate_duty if on else 1.0
+        if duty > 1.0:
+            duty = 1.0
+        elif duty < 0.0:
+            duty = 0.0
         spike = 0.0
         peak = 0.0
+        i_on = None                # on-phase current when it differs from the average
         if not on:
             i1 = 0.0
             self._vout = 0.0
@@ -139,6 +163,9 @@ class Plant:
             i1 = i_cmd
             if i1 * 1.0e-6 > v_avail:
                 i1 = v_avail * 1.0e6
+            if duty < 1.0:
+                i_on = i1
+                i1 *= duty
             v = i1 * 1.0e-6
             self._vout = v
             self.limited = False
@@ -164,32 +191,43 @@ class Plant:
                     spike = self.c_out_f * dv / dt_s * 1.0e6
                     peak = dv / rs * 1.0e6
                 self._vout = 0.0
+            # the series path carries the peak (i_cmd), the skin charges with the average
+            i_avg = i_cmd * duty if duty < 1.0 else i_cmd
             need = i_cmd * 1.0e-6 * rs + vc + vpol
             if need <= v_avail:
-                vinf = i_cmd * 1.0e-6 * rk
+                vinf = i_avg * 1.0e-6 * rk
                 vc1 = vinf + (vc - vinf) * math.exp(-dt_s / (rk * c))
                 # the skin capacitance may charge into the rail within the step
                 need = i_cmd * 1.0e-6 * rs + vc1 + vpol
             if need <= v_avail:
                 vc = vc1
-                i1 = i_cmd
+                i1 = i_avg
+                i_on = i_cmd
                 self.limited = False
             else:
-                rp = rk * rs / (rk + rs)
-                vinf = (v_avail - vpol) * rk / (rk + rs)
-                vc = vinf + (vc - vinf) * math.exp(-dt_s / (rp * c))
-                i1 = (v_avail - vc - vpol) / rs * 1.0e6
-                if i1 < 0.0:
-                    i1 = 0.0
-                if i1 > i_cmd:
-                    i1 = i_cmd
+                # railed: the on-phase current is (rail - skin - offset) / R_s; averaged
+                # over the period the skin sees an effective series R_s / duty
+                rse = rs / duty if 0.0 < duty < 1.0 else rs
+                rp = rk * rse / (rk + rse)
+                vinf = (v_avail - vpol) * rk / (rk + rse)
+                vc = vinf + (vc - vinf) * math.exp(-dt_s / (rp * c)) if duty > 0.0 else vc
+                i_on = (v_avail - vc - vpol) / rs * 1.0e6
+                if i_on < 0.0:
+                    i_on = 0.0
+                if i_on > i_cmd:
+                    i_on = i_cmd
+                i1 = i_on * duty if duty < 1.0 else i_on
                 self.limited = True
             self._vc = vc
             v = i1 * 1.0e-6 * rs + vc + vpol
         self._i = i1
+        if i_on is None or duty >= 1.0:
+            i_on = i1
+        self._i_on = i_on
         mean = (i0 + i1) * 0.5 if on else 0.0
         self.true_ua = mean + spike
-        self.peak_ua = max(i0 if on else 0.0, i1, peak)
+        self.pulse_peak_ua = max(on0 if on else 0.0, i_on)
+        self.peak_ua = max(self.pulse_peak_ua, peak)
         self.v_load = v
         self.i_code = self._adc(i1, self.i_fs_ua, self.adc_i_gain_error, self.adc_i_offset_lsb,
                                 f.get("adc_stuck_low"), f.get("adc_stuck_high"))

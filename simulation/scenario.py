@@ -14,6 +14,7 @@ from calibration import Calibration
 from controller import Controller
 from hal import Hal
 from plant import Plant
+import profiles
 from profiles import Profile
 from ticks import ticks_add
 
@@ -27,7 +28,12 @@ PROFILE_KEYS = {
     "ramp_up_s": (int, limits.MIN_RAMP_MS // 1000, 120),
     "ramp_down_s": (int, 5, 60),
     "reverse_polarity": (bool, None, None),
+    "mode": (str, None, None),                 # "dc" (default), "pulsed", "dose"
+    "pulse_hz": (int, limits.PULSE_HZ_MIN, limits.PULSE_HZ_MAX),
+    "duty_pct": (int, limits.DUTY_MIN_PCT, limits.DUTY_MAX_PCT),
+    "dose_uamin": (int, 1000, limits.DOSE_CAP_UAMIN),
 }
+SCENARIO_MODES = ("dc", "pulsed", "dose")      # the calibration hold is a service mode
 PLANT_KEYS = {
     "compliance_v": ((int, float), 25.0, 100.0),
     "water_ohm": ((int, float), 0.0, 5000.0),
@@ -70,7 +76,8 @@ class ScenarioError(ValueError):
 
 def _typed(key, value, spec):
     types, lo, hi = spec
-    expected = "true or false" if types is bool else "an integer" if types is int else "a number"
+    expected = "true or false" if types is bool else "an integer" if types is int \
+        else "a string" if types is str else "a number"
     if isinstance(value, bool) and types is not bool:
         raise ScenarioError(key, "must be %s, not true/false" % expected)
     if not isinstance(value, types):
@@ -162,12 +169,30 @@ def _event(where, ev):
 
 
 def profile_from(prof):
+    mode = prof.get("mode", "dc")
+    if mode not in SCENARIO_MODES:
+        raise ScenarioError("profile.mode", "unknown mode %r (one of %s)" % (
+            mode, ", ".join(SCENARIO_MODES)))
+    pulsed = mode == "pulsed"
+    if pulsed and ("pulse_hz" not in prof or "duty_pct" not in prof):
+        raise ScenarioError("profile", "mode pulsed needs pulse_hz and duty_pct")
+    for k in ("pulse_hz", "duty_pct"):
+        if k in prof and not pulsed:
+            raise ScenarioError("profile." + k, "only with mode pulsed")
+    if mode == "dose" and "dose_uamin" not in prof:
+        raise ScenarioError("profile", "mode dose needs dose_uamin")
+    if "dose_uamin" in prof and mode != "dose":
+        raise ScenarioError("profile.dose_uamin", "only with mode dose")
     p = Profile(
         target_ua=int(round(prof.get("target_ma", 15) * 1000)),
         duration_s=prof.get("duration_s", 600),
         ramp_up_s=prof.get("ramp_up_s", 30),
         ramp_down_s=prof.get("ramp_down_s", 15),
-        reverse=prof.get("reverse_polarity", False))
+        reverse=prof.get("reverse_polarity", False),
+        mode=profiles.MODE_NAMES.index(mode),
+        pulse_hz=prof.get("pulse_hz", 0),
+        duty_pct=prof.get("duty_pct", 100),
+        dose_uamin=prof.get("dose_uamin", 0))
     try:
         return p.validate()
     except ValueError as e:

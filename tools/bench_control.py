@@ -4,6 +4,9 @@
 virtual time and prints one table: overshoot and settling at the end of the first ramp,
 at a 2x load step and at compliance recovery; steady-state error after a load change;
 the largest one-step rise of the true current; the wall time of a 20-minute session.
+A second table: dose mode, the delivered charge (integrated from the plant's TRUE current)
+against the dose across loads, with the skin non-linearity, a 40 % drift and pauses; and
+pulsed mode, the highest on-phase (peak) current against the 25 mA ceiling.
 """
 
 import argparse
@@ -11,7 +14,9 @@ import sys
 import time
 
 import tools.paths  # noqa: F401  (firmware on sys.path)
+import limits
 import scenario
+import session as sm
 
 DT = 0.005
 TARGET = 15000
@@ -95,14 +100,81 @@ def measure():
     return res
 
 
-def main(argv=None):
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
-    res = measure()
+DOSE_LOADS = (1000, 2500, 5000, 8000)
+
+
+def dose_error(skin_ohm, dose_uamin=20000, ramp_down_s=15, pause=True):
+    """Dose mode at 4 mA: (true µA·min delivered, error %, firmware's µA·min, end reason)."""
+    ev = [{"t_s": 0, "contact": True}, {"t_s": 0, "skin_ohm": skin_ohm * 0.6, "over_s": 300}]
+    if pause:
+        ev += [{"t_s": 120, "command": "pause"}, {"t_s": 150, "command": "resume"},
+               {"t_s": 200, "contact": False}, {"t_s": 203, "contact": True}]
+    scn = scenario.validate({
+        "profile": {"target_ma": 4, "duration_s": 900, "ramp_up_s": 30, "ramp_down_s": ramp_down_s,
+                    "mode": "dose", "dose_uamin": dose_uamin},
+        "plant": dict(BASE, skin_ohm=skin_ohm, compliance_v=40), "events": ev, "end_s": 600})
+    total = [0.0]
+
+    def row(r):
+        total[0] += r[4]
+    b = scenario.run(scn, row)
+    true = total[0] * DT / 60
+    ses = b.ctrl.session
+    return true, (true / dose_uamin - 1) * 100, ses.charge_uamin, sm.END_NAMES[ses.end_reason]
+
+
+def pulsed_peak(duty, gain):
+    """Pulsed at the ceiling (peak = 25 mA asked): the highest true on-phase current."""
+    scn = scenario.validate({
+        "profile": {"target_ma": 25 * duty / 100, "duration_s": 300, "ramp_up_s": 30,
+                    "ramp_down_s": 15, "mode": "pulsed", "pulse_hz": 4300, "duty_pct": duty},
+        "plant": dict(BASE, skin_ohm=500, compliance_v=60, source_gain_error=gain,
+                      adc_noise_lsb=3),
+        "events": [{"t_s": 0, "contact": True}, {"t_s": 80, "contact": False},
+                   {"t_s": 81, "contact": True}], "end_s": 150})
+    b = scenario.Bench(seed=1, **scn["plant"])
+    worst = [0.0]
+
+    def row(r):
+        if b.plant.pulse_peak_ua > worst[0]:
+            worst[0] = b.plant.pulse_peak_ua
+    scenario.run(scn, row, bench=b)
+    return worst[0]
+
+
+def measure_modes():
+    res = []
+    for r in DOSE_LOADS:
+        true, err, fw, end = dose_error(r)
+        res.append(("dose 20 mA·min @ 4 mA, skin %d Ω (drift, pause, contact loss)" % r,
+                    "%.0f µA·min true, error %+.2f %% (firmware %d, end %s)" % (true, err, fw, end)))
+    true, err, fw, end = dose_error(2500, dose_uamin=5000, ramp_down_s=60, pause=False)
+    res.append(("dose 5 mA·min @ 4 mA, 60 s ramp down, skin 2500 Ω",
+                "%.0f µA·min true, error %+.2f %% (firmware %d, end %s)" % (true, err, fw, end)))
+    worst = 0.0
+    for duty in (20, 50, 80):
+        for gain in (-0.08, 0.0, 0.08):
+            worst = max(worst, pulsed_peak(duty, gain))
+    res.append(("pulsed at a 25 mA peak, duty 20/50/80 %, source gain ±8 %: highest peak",
+                "%.0f µA (ceiling %d)" % (worst, limits.CEILING_UA)))
+    return res
+
+
+def _table(title, res):
     w = max(len(k) for k, _ in res)
-    print("Control quality (CPython, sim board, seed 1; judged on the plant's true current)")
+    print(title)
     print("-" * (w + 20))
     for k, v in res:
         print("%-*s  %s" % (w, k, v))
+
+
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
+    _table("Control quality (CPython, sim board, seed 1; judged on the plant's true current)",
+           measure())
+    print()
+    _table("Modes (dose: charge from the plant's TRUE current; pulsed: true on-phase current)",
+           measure_modes())
     return 0
 
 

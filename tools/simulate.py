@@ -20,6 +20,7 @@ import time
 from tools import paths  # noqa: F401  (firmware/, boards/, simulation/ on sys.path)
 
 import limits  # noqa: E402
+import profiles  # noqa: E402
 import safety  # noqa: E402
 import scenario  # noqa: E402
 import session as sm  # noqa: E402
@@ -88,9 +89,14 @@ def _check_out(path, what):
 
 
 def _profile_dict(p):
-    return {"target_ma": p.target_ua / 1000.0, "duration_s": p.duration_s,
-            "ramp_up_s": p.ramp_up_s, "ramp_down_s": p.ramp_down_s,
-            "reverse_polarity": bool(p.reverse)}
+    d = {"target_ma": p.target_ua / 1000.0, "duration_s": p.duration_s,
+         "ramp_up_s": p.ramp_up_s, "ramp_down_s": p.ramp_down_s,
+         "reverse_polarity": bool(p.reverse)}
+    if p.mode == profiles.MODE_PULSED:
+        d.update(mode="pulsed", pulse_hz=p.pulse_hz, duty_pct=p.duty_pct)
+    elif p.mode == profiles.MODE_DOSE:
+        d.update(mode="dose", dose_uamin=p.dose_uamin)
+    return d
 
 
 def _warnings(scn, end_s):
@@ -211,7 +217,7 @@ def main(argv=None, stdout=None, stderr=None):
     if want_plot:
         ix = {c: n for n, c in enumerate(columns)}
         pcols = tuple(c for c in ("t_s", "target_ua", "measured_ua", "true_ua", "electrode_mv",
-                                  "limited") if c in ix)
+                                  "limited", "peak_ua") if c in ix)
         parr = {c: array.array("d") for c in pcols}
         pidx = [(parr[c].append, ix[c]) for c in pcols]
         pstate = array.array("B")
@@ -292,11 +298,15 @@ def main(argv=None, stdout=None, stderr=None):
         data["state"] = [snames[n] for n in pstate]
         sub = "%g mA, %d s, ramps %d/%d s%s | outcome: %s%s | seed %d" % (
             profile.target_ua / 1000.0, profile.duration_s, profile.ramp_up_s,
-            profile.ramp_down_s, ", polarity reversal" if profile.reverse else "",
+            profile.ramp_down_s, (", polarity reversal" if profile.reverse else "") + (
+                ", pulsed %d Hz %d %%" % (profile.pulse_hz, profile.duty_pct)
+                if profile.mode == profiles.MODE_PULSED else ", dose %d uA*min" % profile.dose_uamin
+                if profile.mode == profiles.MODE_DOSE else ""),
             result["final_state"], " (%s)" % result["fault"] if result["fault"] else "", seed)
         trace_plot.plot(data, a.plot, title="Scenario: %s" % name, compliance_v=compliance,
                         open_v=open_v, target_ua=profile.target_ua, events=scn["events"],
-                        fault=result["fault"], subtitle=sub)
+                        fault=result["fault"], subtitle=sub,
+                        peak=profile.mode == profiles.MODE_PULSED)
     if not a.quiet:
         print(summ_mod.format_text(result), file=stdout)
     return EXIT_OK

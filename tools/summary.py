@@ -168,7 +168,11 @@ def format_text(summ):
     if p:
         add("profile", "%g mA for %d s, ramps up %d s / down %d s, polarity reversal %s" % (
             p["target_ma"], p["duration_s"], p["ramp_up_s"], p["ramp_down_s"],
-            "on" if p["reverse_polarity"] else "off"))
+            "on" if p["reverse_polarity"] else "off") + (
+            ", pulsed %d Hz at %d %% duty (average; peak %g mA)" % (
+                p["pulse_hz"], p["duty_pct"], p["target_ma"] * 100 / p["duty_pct"])
+            if p.get("mode") == "pulsed" else ", dose %g mA*min" % (p["dose_uamin"] / 1000.0)
+            if p.get("mode") == "dose" else ""))
     outcome = summ["final_state"]
     if summ.get("fault"):
         outcome += ", fault %s at t=%.3f s" % (summ["fault"], summ["fault_t_s"]) \

@@ -88,8 +88,11 @@ def _event_label(ev):
 
 
 def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, events=(),
-         fault=None, subtitle=""):
-    """Write the three-panel PNG for columns `data` (t_s, state, target_ua, ...) to `path`."""
+         fault=None, subtitle="", peak=False):
+    """Write the three-panel PNG for columns `data` (t_s, state, target_ua, ...) to `path`.
+
+    `peak`: also draw the plant's on-phase (peak) current (pulsed mode; `true` is the average).
+    """
     t = np.asarray(data["t_s"], dtype=float)
     states = list(data["state"])
     target = np.asarray(data["target_ua"], dtype=float) / 1000.0
@@ -121,12 +124,18 @@ def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, e
     ax_i.plot(*_envelope(t, target), color="#555555", lw=1.0, ls="--", label="target (setpoint)")
     ax_i.plot(*_envelope(t, meas), color="#7fb8e6", lw=2.6, label="measured (firmware)")
     ax_i.plot(*_envelope(t, true), color="#d62828", lw=1.2, label="true (plant): judged")
+    pk = None
+    if peak and "peak_ua" in data:
+        pk = np.asarray(data["peak_ua"], dtype=float) / 1000.0
+        ax_i.plot(*_envelope(t, pk), color="#f4a261", lw=0.8, label="true peak (pulsed)")
+        ax_i.axhline(25.0, color="#f4a261", lw=0.7, ls=":", label="ceiling 25 mA (peak)")
     if target_ua:
         trip = min(target_ua * 1.1, 30000.0) / 1000.0
         ax_i.axhline(trip, color="#d62828", lw=0.7, ls=":", label="trip %.1f mA" % trip)
     ax_i.set_ylabel("current (mA)")
     top = max(float(np.max(true)) if len(true) else 0.0, float(np.max(target)) if len(t) else 0.0,
-              (target_ua or 0) * 1.1 / 1000.0, 1.0)
+              (target_ua or 0) * 1.1 / 1000.0, 1.0,
+              min(float(np.max(pk)), 30.0) if pk is not None and len(pk) else 0.0)
     ax_i.set_ylim(-0.03 * top, top * 1.22)
     ax_i.grid(True, alpha=0.3)
     if fault_t:

@@ -9,14 +9,12 @@ import binascii
 
 from protorig import Rig
 
-RX = {"max_target_ua": 25000, "target_ua": 15000, "max_duration_s": 1800, "duration_s": 600,
-      "ramp_up_s": 10, "ramp_down_s": 15, "reverse_allowed": True, "induction_sessions": 12,
-      "induction_per_week": 3, "maintenance_per_week": 1}
+RX = {"ramp_up_s": 10, "drug_max_ua": 4000}     # onto the factory prescription
 
 
 def run(path, emit=print):
     rig = Rig(skin_ohm=1000.0)
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     n = 0
     with open(path) as f:
         for text in f:

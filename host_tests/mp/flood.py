@@ -37,7 +37,7 @@ def _pct(values, q):
     return values[min(len(values) - 1, (len(values) * q) // 1000)]
 
 
-def measure(rig, polls, clock_us, ticks_diff):
+def measure(rig, polls, clock_us, ticks_diff, bufs=None):
     """Tick and poll wall times (µs: p50, p99, p99.9, max) over `polls` loop periods in
     TREAT under flood, lines answered, and heap bytes per poll where gc.mem_alloc exists."""
     b = rig.bench
@@ -47,8 +47,7 @@ def measure(rig, polls, clock_us, ticks_diff):
         free = gc.mem_free
     except (ImportError, AttributeError):
         free = None
-    ticks = [0] * polls
-    times = [0] * polls
+    ticks, times = bufs if bufs is not None else ([0] * polls, [0] * polls)
     lines0 = app.proto.lines
     most_lines = 0
     gc_polls = 0
@@ -105,16 +104,16 @@ def measure(rig, polls, clock_us, ticks_diff):
 
 def main(polls=4000):
     """Print one FLOOD line: the measurement on the sim board in TREAT (run under a heap
-    the size of an MCU's, e.g. `-X heapsize=320K`, so the collector runs as it would)."""
+    the size of an MCU's, e.g. `-X heapsize=384K`, so the collector runs as it would)."""
     import json
     import time
 
+    # the result buffers first, while the heap is not yet fragmented by the firmware
+    bufs = ([0] * polls, [0] * polls)
     import session as sm
     from protorig import Rig
     rig = Rig(skin_ohm=1000.0)
-    rig.ok("rx_write", max_target_ua=25000, target_ua=10000, max_duration_s=1800,
-           duration_s=600, ramp_up_s=10, ramp_down_s=5, reverse_allowed=True,
-           induction_sessions=12, induction_per_week=3, maintenance_per_week=1)
+    rig.ok("rx_write", target_ua=10000, ramp_up_s=10, ramp_down_s=5)
     rig.ok("start")
     assert rig.until(sm.TREAT, 30)
     rig.app._reader = FloodReader()
@@ -124,7 +123,7 @@ def main(polls=4000):
         heap = [gc.mem_alloc(), gc.mem_free()]
     except (ImportError, AttributeError):
         heap = None
-    m = measure(rig, polls, time.ticks_us, time.ticks_diff)
+    m = measure(rig, polls, time.ticks_us, time.ticks_diff, bufs)
     m["heap_used_free"] = heap
     assert rig.ctrl.session.state == sm.TREAT and rig.ctrl.safety.fault == 0
     print("FLOOD " + json.dumps(m))

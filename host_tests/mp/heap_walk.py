@@ -178,3 +178,92 @@ def walk(measure, noise_lsb=2.0, seed=7, every=1):
         b.now_us = ticks_add(b.now_us, b.period_us)
         k += 1
     return cov
+
+
+# ---- the modes: pulsed, dose, set_target, calibration hold ------------------------------
+MODES_REQUIRED = ("pulsed:WAIT_CONTACT/on", "pulsed:RAMP_UP/on", "pulsed:TREAT/on",
+                  "pulsed:target_up", "pulsed:target_down", "pulsed:RAMP_DOWN/on",
+                  "pulsed:DONE/off", "dose:RAMP_UP/on", "dose:TREAT/on", "dose:dose_end",
+                  "dose:RAMP_DOWN/on", "dose:DONE/off", "cal:RAMP_UP/on", "cal:TREAT/on",
+                  "cal:target_up", "cal:target_down", "cal:RAMP_DOWN/on")
+
+
+def walk_modes(measure, noise_lsb=2.0, seed=7, every=1):
+    """Three sessions on one bench, each measured tick labelled MODE:STATE/on|off (the
+    ticks just after a set_target as MODE:target_up/target_down for 2 s, the tick in
+    which dose mode starts its ramp down as dose:dose_end):
+    pulsed (20 % duty, 4 mA average = 20 mA peak): ramp, TREAT, target up to 5 mA and
+    down to 3 mA, stop, DONE (gate back to DC), reset; dose (4 mA, 1000 µA·min: the
+    dose-triggered ramp down after ~15 s); calibration hold (open loop): 2 mA, target
+    up to 5 mA, down to 3 mA, stop."""
+    from profiles import MODE_PULSED, MODE_DOSE, MODE_CAL
+    b = scenario.Bench(adc_noise_lsb=noise_lsb, seed=seed, skin_ohm=800.0)
+    ctrl = b.ctrl
+    ses = ctrl.session
+    plant = b.plant
+    plant.contact = True
+    cov = Coverage()
+    names = sm.NAMES
+    runs = (("pulsed", Profile(target_ua=4000, duration_s=300, ramp_up_s=10, ramp_down_s=5,
+                               mode=MODE_PULSED, pulse_hz=4300, duty_pct=20)),
+            ("dose", Profile(target_ua=4000, duration_s=300, ramp_up_s=10, ramp_down_s=5,
+                             mode=MODE_DOSE, dose_uamin=1000)),
+            ("cal", Profile(target_ua=2000, duration_s=300, ramp_up_s=10, ramp_down_s=5,
+                            mode=MODE_CAL)))
+    k = 0
+    for name, prof in runs:
+        ctrl.start(prof)
+        phase = 0
+        mark = k
+        tag_until = -1
+        tag = ""
+        while True:
+            assert k < 200000, "walk_modes stuck: %s phase %d %s" % (name, phase, names[ses.state])
+            st = ses.state
+            if phase == 0 and st == sm.TREAT and ses.state_ms >= 500 and name != "dose":
+                assert ctrl.set_target(prof.target_ua + 1000 if name != "cal" else 5000)
+                phase, mark, tag, tag_until = 1, k, "target_up", k + 400
+            elif phase == 1 and k - mark >= 3000:
+                assert ctrl.set_target(3000)
+                phase, mark, tag, tag_until = 2, k, "target_down", k + 400
+            elif phase == 2 and k - mark >= 2000:
+                ctrl.stop()
+                phase = 3
+            elif st == sm.DONE:
+                break
+            before = ses.state
+            if k < tag_until:
+                label = name + ":" + tag
+            else:
+                label = name + ":" + names[before] + ("/on" if ctrl.hal.enabled else "/off")
+            near_dose = name == "dose" and ses.charge_uamin * 10 >= prof.dose_uamin * 8
+            if every == 1 or k % every == 0 or ses.state_ms < 100 or k < tag_until \
+                    or near_dose:
+                n = measure(ctrl, b.now_us)
+                if name == "dose" and before == sm.TREAT and ses.state == sm.RAMP_DOWN:
+                    label = "dose:dose_end"
+                cov.add(label, n)
+            else:
+                ctrl.tick(b.now_us)
+                cov.skipped += 1
+            if ses.state != before:
+                cov.transitions += 1
+                cov.states.append(ses.state)
+            plant.step(b.dt_s)
+            b.now_us = ticks_add(b.now_us, b.period_us)
+            k += 1
+        # DONE: one more measured tick (the gate returns to DC), then reset
+        n = measure(ctrl, b.now_us)
+        cov.add(name + ":DONE/off", n)
+        plant.step(b.dt_s)
+        b.now_us = ticks_add(b.now_us, b.period_us)
+        k += 1
+        plant.step(b.dt_s)              # applies a gate write of the last tick
+        cov.gate_duty_after = plant.gate_duty
+        ctrl.reset()
+    cov.end_reason = ses.end_reason
+    return cov
+
+
+def missing_modes(cov):
+    return [x for x in MODES_REQUIRED if x not in cov.ticks]

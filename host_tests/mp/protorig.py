@@ -11,14 +11,25 @@ import records
 import scenario
 import session as sm
 from app import App
+from ticks import ticks_add, ticks_diff
 from fakefs import FakeFs
+
+# an rx_write line holds at most 256 bytes: a whole prescription goes in these groups, in this
+# order (caps with the default session first, so each step is a valid prescription)
+RX_GROUPS = (("profile", "target_ua", "dose_uamin", "hands_max_ua", "feet_max_ua",
+              "child_max_ua", "underarm_max_ua", "drug_max_ua"),
+             ("min_duration_s", "max_duration_s", "duration_s", "ramp_up_s", "ramp_down_s"),
+             ("reverse_allowed", "induction_sessions", "induction_per_week",
+              "maintenance_per_week"))
 
 CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0, "r_gain": 16384,
        "r_offset": 0, "date": "2025-01-31", "tech": "T01", "meter": "FLUKE-87V-1234"}
 
 
 class Rig:
-    def __init__(self, service=True, cal=True, fs=None, reader=None, hw_selftest=True, **plant):
+    def __init__(self, service=True, cal=True, fs=None, reader=None, hw_selftest=True,
+                 service_button=None, urandom=None, **plant):
+        self.skew_us = 0
         self.bench = scenario.Bench(**plant)
         self.bench.plant.contact = True
         self.fs = fs if fs is not None else FakeFs()
@@ -31,11 +42,21 @@ class Rig:
         b = self.bench
         self.app = App(b.ctrl, self.store, self.write, self.ticks, reader=reader,
                        service=service, uid="sim-rig",
-                       hw=b.hw if hw_selftest else None, sleep_us=self.sleep_us)
+                       hw=b.hw if hw_selftest else None, sleep_us=self.sleep_us,
+                       service_button=service_button, urandom=urandom)
         self.ctrl = b.ctrl
 
     def ticks(self):
-        return self.bench.now_us
+        return ticks_add(self.bench.now_us, self.skew_us)
+
+    def skip(self, s):
+        """Advance the app's clock (not the control loop) by `s` seconds, polling every
+        60 s or less: hours of idle time for the service-mode timers in no time."""
+        while s > 0:
+            d = s if s < 60 else 60
+            self.skew_us = ticks_diff(ticks_add(self.skew_us, d * 1000000), 0)   # signed
+            self.app.poll()
+            s -= d
 
     def write(self, line):
         self.out.append(line)
@@ -93,6 +114,18 @@ class Rig:
         del r["id"]
         return r
 
+    def write_rx(self, rx):
+        """rx_write a whole prescription (dict) in RX_GROUPS lines; the last reply."""
+        r = None
+        for group in RX_GROUPS:
+            part = {}
+            for k in group:
+                if k in rx:
+                    part[k] = rx[k]
+            if part:
+                r = self.ok("rx_write", **part)
+        return r
+
     def err(self, cmd, **fields):
         r = self.ask(cmd, **fields)
         assert r["ok"] is False, r
@@ -101,26 +134,33 @@ class Rig:
     def state(self):
         return sm.NAMES[self.ctrl.session.state]
 
-    def snapshot(self):
-        """Everything a command could change (compare before/after a refused command)."""
+    def snapshot(self, auth=True):
+        """Everything a command could change (compare before/after a refused command).
+        auth=False: without the file write counter and the service code's record and
+        counters (what a wrong code, E_AUTH, changes)."""
         c = self.ctrl
         ses = c.session
         app = self.app
         st = self.store
         cal = app.cal_in_use
         prof = getattr(ses, "profile", None)
-        return (ses.state, ses.pauses, ses.pause_cause, ses.end_reason, ses.sp_ua,
+        core = (ses.state, ses.pauses, ses.pause_cause, ses.end_reason, ses.sp_ua,
                 getattr(ses, "target_ua", None), getattr(ses, "duration_ms", None),
                 None if prof is None else (prof.target_ua, prof.duration_s, prof.ramp_up_s,
-                                           prof.ramp_down_s, prof.reverse),
+                                           prof.ramp_down_s, prof.reverse, prof.mode,
+                                           prof.dose_uamin),
                 c.safety.fault, c.safety.trip_ua, c.safety.cap_ms, c.hal.enabled,
                 c.hal.ref_code, c.hal.polarity, c.regulator.ceiling_ua,
                 app.tel_hz, app.clock.epoch(), app.cal_status,
                 (cal.i_gain, cal.i_offset, cal.v_gain, cal.v_offset, cal.r_gain, cal.r_offset),
                 _items(st.cal.data), _items(st.rx.data), _items(st.settings.data),
                 st.cal.status, st.rx.status, st.settings.status,
-                st.log.last, st.log.count, self.fs.gen, self.app.recorder.running,
-                len(self.app.recorder.pending), app.service)
+                st.log.last, st.log.count, self.app.recorder.running,
+                len(self.app.recorder.pending), app.service, app.profile_name)
+        if not auth:
+            return core
+        return core + (self.fs.gen, _items(st.auth.data), st.auth.status, app.auth.fails,
+                       app.auth.lock_until)
 
 
 def _items(d):

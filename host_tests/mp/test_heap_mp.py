@@ -8,6 +8,9 @@ independent ways: gc.mem_alloc() around the tick with the collector disabled, an
 micropython.heap_lock() around it (any allocation raises MemoryError at the line that
 allocates). Floats are boxed on both ports, as on the ESP32/STM32 boards, so a float op
 in the step shows up here. Skipped on CPython.
+heap_walk.walk_modes() does the same for the modes: pulsed (with set_target up and down,
+and the gate back to DC at DONE), dose (with the dose-triggered ramp down) and the
+calibration hold (open loop, set_target).
 """
 
 import sys
@@ -52,6 +55,32 @@ def test_tick_allocates_nothing_heap_locked():
     assert cov.measured_transitions == cov.transitions
 
 
+def _check_modes(cov):
+    missing = heap_walk.missing_modes(cov)
+    assert not missing, "mode states not covered: %s\n%s" % (missing, cov.report())
+    got = [sm.NAMES[x] for x in cov.states]
+    # pulsed and cal: stopped by command; dose: the dose starts the ramp down itself
+    assert got == ["RAMP_UP", "TREAT", "DONE", "RAMP_UP", "TREAT", "RAMP_DOWN", "DONE",
+                   "RAMP_UP", "TREAT", "DONE"], got
+    assert cov.gate_duty_after == 1.0, cov.gate_duty_after     # the gate is back to DC
+
+
+def test_bytes_per_tick_are_zero_in_every_mode():
+    # pulsed (with set_target up and down), dose (with the dose-triggered ramp down),
+    # calibration hold (open loop, set_target): mem_alloc around each tick
+    _need_micropython()
+    every = 16 if sys.platform == "webassembly" else 1
+    cov = heap_walk.walk_modes(heap_walk.measure_mem_alloc, every=every)
+    _check_modes(cov)
+    assert cov.total() == 0, "the control step allocated:\n" + cov.report()
+
+
+def test_tick_allocates_nothing_heap_locked_in_every_mode():
+    _need_micropython()
+    cov = heap_walk.walk_modes(heap_walk.measure_heap_lock)
+    _check_modes(cov)
+
+
 class _Allocating:
     """A controller whose tick also does one float op (floats are boxed: it allocates)."""
 
@@ -89,3 +118,4 @@ def test_walk_covers_every_state_cpython():
         return 0
 
     _check(heap_walk.walk(plain))
+    _check_modes(heap_walk.walk_modes(plain))

@@ -12,8 +12,10 @@ import session as sm
 from flood import FloodReader, measure
 from protorig import CAL, Rig
 
-RX = {"max_target_ua": 25000, "target_ua": 10000, "max_duration_s": 1800, "duration_s": 300,
-      "ramp_up_s": 10, "ramp_down_s": 5, "reverse_allowed": True, "induction_sessions": 12,
+RX = {"profile": "hands", "target_ua": 10000, "min_duration_s": 300, "max_duration_s": 1800,
+      "duration_s": 300, "ramp_up_s": 10, "ramp_down_s": 5, "reverse_allowed": True,
+      "dose_uamin": 40000, "hands_max_ua": 25000, "feet_max_ua": 25000, "child_max_ua": 8000,
+      "underarm_max_ua": 12500, "drug_max_ua": 4000, "induction_sessions": 12,
       "induction_per_week": 3, "maintenance_per_week": 1}
 
 # lines MicroPython's decoder / json.loads would accept, and the protocol must not
@@ -57,7 +59,7 @@ def test_commands():
     rig = Rig(skin_ohm=1000.0)
     ident = rig.ok("identify")
     assert ident["python"].split()[0] == sys.implementation.name
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     refused(rig, b'{"cmd":"start","target_ua":30000}', "E_RANGE")
     refused(rig, b'{"cmd":"start","target_ua":true}', "E_TYPE")
     refused(rig, b'{"cmd":"pause"}', "E_STATE")
@@ -75,6 +77,8 @@ def test_commands():
     r = page["records"][0]
     assert r["end"] == "stopped" and r["epoch"] is True and r["target_ua"] == 10000
     assert rig.ok("selftest")["pass"] is True
+    assert rig.ask("cal_write", **CAL)["error"]["code"] == "E_DENIED"    # the session ended it
+    rig.ok("service_enter", code="000000")
     assert rig.ok("cal_write", **CAL)["status"] == "ok"
     assert rig.ok("schedule")["phase"] == "induction"
 
@@ -99,7 +103,7 @@ TOKENS = (b"{", b"}", b'"', b",", b":", b"\\", b"\xff", b"\xc3", b"\x00", b"1e9"
 def test_fuzz_sample():
     n_lines = 1500 if sys.platform != "webassembly" else 600
     rig = Rig(skin_ohm=1000.0)
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     rnd = Lcg(12345)
     seen = {}
     for k in range(n_lines):
@@ -133,7 +137,7 @@ def test_fuzz_sample():
 def test_flood_is_answered_one_line_at_a_time():
     import time
     rig = Rig(skin_ohm=1000.0)
-    rig.ok("rx_write", **RX)
+    rig.write_rx(RX)
     rig.ok("start", target_ua=10000, duration_s=600)
     assert rig.until(sm.TREAT, 30)
     rig.app._reader = FloodReader()

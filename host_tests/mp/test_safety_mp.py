@@ -27,6 +27,7 @@ class FakeHal:
         self.ref_code = 0
         self.tripped = False
         self.offs = 0
+        self.duty_pct = 100    # pulse gate duty applied (100 = DC)
 
     def hw_tripped(self):
         return self.tripped

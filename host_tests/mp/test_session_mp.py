@@ -115,7 +115,8 @@ def test_full_session_transitions():
     r.until(sm.RAMP_DOWN, 400000)
     assert 299000 <= r.ses.elapsed_ms <= 300000 + DT, r.ses.elapsed_ms
     t_down = r.until(sm.DONE, 20000)
-    assert 4900 <= t_down <= 5000 + DT, t_down
+    # 10 mA down over 5 s, cut at the probe level (300 µA): 4850 ms
+    assert 4800 <= t_down <= 4850 + DT, t_down
     assert names(r.states) == ["WAIT_CONTACT", "RAMP_UP", "TREAT", "RAMP_DOWN", "DONE"]
     assert r.ses.end_reason == sm.END_COMPLETED
     assert not r.ses.enable and r.ses.sp_ua == 0
@@ -319,7 +320,7 @@ def test_reverse_ramps_down_before_the_dead_time():
     r.watch = watch
     r.until(sm.REVERSE, 200000)
     r.until(sm.RAMP_UP, 10000)
-    assert 4900 <= down[0] <= 5100, down[0]
+    assert 4800 <= down[0] <= 5000, down[0]      # 10 mA -> 300 µA at 2 µA/ms
 
 
 def test_stop_semantics():
@@ -480,7 +481,7 @@ def test_user_pause_ramps_down_waits_and_resumes_from_zero():
     assert r.ses.pause() is True
     assert r.ses.state == sm.RAMP_DOWN and r.ses.enable     # a ramp, not a cut
     t = r.until(sm.PAUSED, 6000)
-    assert 4900 <= t <= 5000 + DT, t
+    assert 4800 <= t <= 4850 + DT, t             # down to the probe level, then cut
     assert r.ses.pause_cause == sm.PAUSE_USER and not r.ses.enable
     r.run_ms(60000)
     assert r.ses.state == sm.PAUSED and not r.ses.enable    # no probing: waits for resume
@@ -525,3 +526,67 @@ def test_charge_and_treat_range():
     # one minute at 10 mA: 10000 µA·min
     assert r.ses.charge_uamin - q0 == 10000, r.ses.charge_uamin - q0
     assert r.ses.i_min_ua == r.ses.i_max_ua == 10000
+
+
+# ---- dose mode, set_target, remaining time ----------------------------------------------
+def _dose_run(dose, ramp_down_s):
+    from profiles import MODE_DOSE
+    r = Run(profile=Profile(target_ua=4000, duration_s=600, ramp_up_s=10,
+                            ramp_down_s=ramp_down_s, mode=MODE_DOSE, dose_uamin=dose),
+            duration_ms=None)
+    delivered = [0]          # µA·ms the synthetic load carried (its current = the setpoint)
+
+    def watch(prev, cur):
+        if cur[2]:
+            delivered[0] += cur[3] * DT
+    r.watch = watch
+    r.start()
+    r.until(sm.DONE, 400000)
+    return r, delivered[0] // 60000
+
+
+def test_dose_ends_on_the_dose_including_the_ramp_down():
+    for dose, down in ((5000, 5), (5000, 60), (15000, 15)):
+        r, got = _dose_run(dose, down)
+        assert r.ses.end_reason == sm.END_DOSE and sm.END_NAMES[sm.END_DOSE] == "dose"
+        assert abs(got - dose) * 100 <= dose, (dose, down, got)     # within 1 %
+        assert names(r.states) == ["WAIT_CONTACT", "RAMP_UP", "TREAT", "RAMP_DOWN", "DONE"]
+
+
+def test_set_target_moves_at_the_ramp_slopes():
+    r = Run()                                   # 10 mA, up 10 s (1 µA/ms), down 5 s (2 µA/ms)
+    r.start()
+    assert r.ses.set_target(8000)               # while waiting: the ramp goes to 8 mA
+    r.until(sm.TREAT, 20000)
+    assert r.ses.sp_ua == 8000
+    steps = []
+
+    def watch(prev, cur):
+        steps.append(cur[3] - prev[3])
+    r.watch = watch
+    assert r.ses.set_target(10000)
+    r.run_ms(3000)
+    assert r.ses.sp_ua == 10000 and max(steps) <= DT and min(steps) >= 0
+    del steps[:]
+    assert r.ses.set_target(4000)
+    r.run_ms(4000)
+    assert r.ses.sp_ua == 4000 and min(steps) >= -2 * DT and max(steps) <= 0
+    assert r.ses.state == sm.TREAT and r.ses.target_ua == 4000
+
+
+def test_remaining_and_ramp_left_ms():
+    r = Run()
+    assert r.ses.remaining_ms() == 0 and r.ses.ramp_left_ms() == 0
+    r.start()
+    assert r.ses.remaining_ms() == SHORT_MS
+    r.until(sm.TREAT, 20000)
+    r.run_ms(1000)
+    assert r.ses.remaining_ms() == SHORT_MS - r.ses.elapsed_ms
+    assert r.ses.ramp_left_ms() == 0
+    r.ses.stop()
+    left = r.ses.ramp_left_ms()
+    assert abs(left - (10000 - limits.PROBE_UA) // 2) <= 1, left   # 2 µA/ms down to 300 µA
+    r.run_ms(1000)
+    assert abs(r.ses.ramp_left_ms() - (left - 1000)) <= DT
+    r.until(sm.DONE, 6000)
+    assert r.ses.remaining_ms() == 0 and r.ses.ramp_left_ms() == 0

@@ -1,0 +1,349 @@
+"""Buttons, LED and buzzer on boards that have them (`board.build_ui()`).
+
+`Ui(ui_hw, app).poll(now_ms)` runs in main's poll, after `app.poll()`. It never blocks
+and, while no button changes, allocates nothing: buttons are plain attribute reads, the
+LED and buzzer patterns are constant tuples played by index. `now_ms` is a wrapping ms
+count: main makes it with `MsClock` from the loop's own µs clock (2**29 period), and
+`time.ticks_ms()` would do as well: times are only compared with `diff()`, modulo 2**29,
+which divides every port's tick period, and every value stays a small int.
+
+Buttons act through the host's command path, `app.commands.handle(cmd, fields)`, so
+every prescription, state and permission check applies exactly as for the host; a
+refused command (schema.Reject) plays the error beep and changes nothing.
+  start/stop  while a session runs: a press (30 ms debounced) = "stop", at once, no hold:
+              it is the patient's stop button. Otherwise: held 1 s = "start" (a bump or
+              a brush does not start a session; the start tune confirms it).
+  up / down   while a session runs: "adjust" to the target +/- 1 mA (0.5 mA steps at and
+              below 5 mA), one step per press. Refused (outside the prescription, wrong
+              state) -> error beep. Outside a session: error beep.
+Every press does at most one thing: a button held since power-up (or since the press
+that stopped a session) must be released before it counts again.
+Service mode: up and down both held at power-up (`service_held()`, read once by main).
+
+The LED shows the session state (LED_PATTERNS), the buzzer plays on state changes and
+on refused buttons; see docs/boards.md ("Buttons, LED and buzzer").
+"""
+
+from micropython import const
+
+import session as sm
+from schema import Reject
+from ticks import ticks_diff
+
+DEBOUNCE_MS = const(30)      # a level must stay this long to count (contact bounce)
+START_HOLD_MS = const(1000)  # start needs this long a hold; stop acts on the press
+STEP_UA = const(1000)        # up/down step
+FINE_UA = const(500)         # ... at and below FINE_BELOW_UA
+FINE_BELOW_UA = const(5000)
+COUNTDOWN_MS = const(3000)   # ramp-down countdown: a beep at 3, 2 and 1 s before the end
+_DUTY = const(32768)         # buzzer PWM duty: a square wave
+_MASK = const(0x1FFFFFFF)    # ms counts wrap at 2**29
+_HALF = const(0x10000000)
+
+
+def diff(a, b):
+    """a - b for wrapping ms counts (|a - b| < 2**28 ms, 3 days)."""
+    return ((a - b + _HALF) & _MASK) - _HALF
+
+# ---- patterns: (level, ms, level, ms, ...); ms 0 = hold the level for good -----------
+# LED levels are 0/1, the buzzer's are tones in Hz (0 = silent).
+LED_ON = (1, 0)
+LED_SLOW = (1, 100, 0, 1900)                      # IDLE: ready, a short flash every 2 s
+LED_FAST = (1, 250, 0, 250)                       # WAIT_CONTACT: hands in the water
+LED_HALF = (1, 500, 0, 500)                       # RAMP_DOWN: ending
+LED_DOUBLE = (1, 150, 0, 150, 1, 150, 0, 1050)    # PAUSED
+LED_DONE = (1, 1900, 0, 100)                      # DONE: on, a short gap every 2 s
+LED_RAPID = (1, 100, 0, 100)                      # FAULT
+
+TONE_START = (1500, 100, 0, 50, 2000, 100, 0, 50, 2600, 150)    # rising
+TONE_STOPPED = (2600, 100, 0, 50, 2000, 100, 0, 50, 1500, 150)  # falling
+TONE_DONE = (2000, 500)
+TONE_CLICK = (3000, 30)                                         # a button was taken
+TONE_ERROR = (400, 150, 0, 100, 400, 300)                       # refused
+TONE_CONTACT = (1200, 250, 0, 100, 800, 400)                    # contact lost, paused
+TONE_TICK = (1000, 120)                                         # ramp-down countdown
+TONE_ALARM = (2800, 200, 0, 100, 2800, 200, 0, 100, 2800, 200, 0, 700)  # FAULT
+ALARM_REPEAT = const(5)
+
+
+def led_pattern(state):
+    """The LED pattern of a session state (anything unknown: steady, as for current)."""
+    if state == sm.IDLE:
+        return LED_SLOW
+    if state == sm.WAIT_CONTACT:
+        return LED_FAST
+    if state == sm.RAMP_DOWN:
+        return LED_HALF
+    if state == sm.PAUSED:
+        return LED_DOUBLE
+    if state == sm.DONE:
+        return LED_DONE
+    if state == sm.FAULT:
+        return LED_RAPID
+    return LED_ON                # RAMP_UP, TREAT, REVERSE: current may flow
+
+
+def step_ua(target, up):
+    """The target one press of up/down asks for."""
+    if up:
+        return target + (FINE_UA if target < FINE_BELOW_UA else STEP_UA)
+    return target - (FINE_UA if target <= FINE_BELOW_UA else STEP_UA)
+
+
+def pressed(pin):
+    """Buttons switch to GND against a pull-up: level 0 = pressed."""
+    return pin is not None and pin.value() == 0
+
+
+def service_held(ui_hw):
+    """Read once at power-up: up and down both held. None if the board lacks either."""
+    if ui_hw is None:
+        return None
+    up = getattr(ui_hw, "btn_up", None)
+    down = getattr(ui_hw, "btn_down", None)
+    if up is None or down is None:
+        return None
+    return pressed(up) and pressed(down)
+
+
+class MsClock:
+    """A wrapping ms count from a µs tick: `now()`; main's UI clock.
+
+    Folds `ticks_diff` of the µs clock (polls less than half its period apart) into ms,
+    wrapping at 2**29 (see `diff`)."""
+
+    def __init__(self, ticks_us):
+        self._ticks = ticks_us
+        self._last = ticks_us()
+        self._us = 0
+        self.ms = 0
+
+    def now(self):
+        t = self._ticks()
+        d = ticks_diff(t, self._last)
+        self._last = t
+        if d > 0:
+            us = self._us + d
+            self.ms = (self.ms + us // 1000) & _MASK
+            self._us = us % 1000
+        return self.ms
+
+
+class _Player:
+    """Plays one pattern on one output; `out(level)` drives it."""
+
+    def __init__(self, out):
+        self._out = out
+        self.pattern = None
+        self._i = 0
+        self._t = 0
+        self._loops = 0          # plays left after this one; -1: forever
+        self.plays = 0           # patterns started (tests count tunes with it)
+
+    def play(self, pattern, now, loops=1):
+        """Start `pattern` now; `loops` plays (-1: until replaced)."""
+        self.pattern = pattern
+        self._i = 0
+        self._t = now
+        self._loops = loops - 1 if loops > 0 else -1
+        self.plays += 1
+        self._out(pattern[0])
+
+    def stop(self):
+        self.pattern = None
+        self._out(0)
+
+    def update(self, now):
+        p = self.pattern
+        if p is None:
+            return
+        ms = p[self._i + 1]
+        if ms == 0 or diff(now, self._t) < ms:
+            return
+        self._t = now
+        i = self._i + 2
+        if i >= len(p):
+            if self._loops == 0:
+                self.stop()
+                return
+            if self._loops > 0:
+                self._loops -= 1
+            i = 0
+        self._i = i
+        self._out(p[i])
+
+
+class _Button:
+    """One debounced push button (None pin: absent, never pressed)."""
+
+    def __init__(self, pin, now):
+        self.pin = pin
+        down = pressed(pin)
+        self.down = down         # debounced level
+        self._raw = down
+        self._since = now        # when the raw level last changed
+        self.t_down = now        # when the debounced press began
+        self.used = down         # held at power-up: ignored until released
+
+    def update(self, now):
+        """1 on a debounced press, -1 on a debounced release, else 0."""
+        pin = self.pin
+        if pin is None:
+            return 0
+        raw = pin.value() == 0
+        if raw != self._raw:
+            self._raw = raw
+            self._since = now
+            return 0
+        if raw == self.down or diff(now, self._since) < DEBOUNCE_MS:
+            return 0
+        self.down = raw
+        if raw:
+            self.t_down = now
+            self.used = False
+            return 1
+        return -1
+
+
+class Ui:
+    """The front panel: `poll(now_ms)` after every `app.poll()` (see the module doc)."""
+
+    def __init__(self, ui_hw, app, now_ms=0):
+        """`ui_hw`: the board's build_ui() object (any attribute may be None or absent);
+        `app`: the App (its `commands.handle`, `session_active()`, `ctrl.session`)."""
+        self.app = app
+        self._handle = app.commands.handle
+        ses = app.ctrl.session
+        self._ses = ses
+        self._ramp_left_ms = ses.ramp_left_ms           # bound once: no garbage per poll
+        self.start_btn = _Button(getattr(ui_hw, "btn_start", None), now_ms)
+        self.up_btn = _Button(getattr(ui_hw, "btn_up", None), now_ms)
+        self.down_btn = _Button(getattr(ui_hw, "btn_down", None), now_ms)
+        self.led = getattr(ui_hw, "led", None)
+        self.buzzer = getattr(ui_hw, "buzzer", None)
+        self._led = _Player(self._led_out)
+        self._buz = _Player(self._buz_out)
+        self.refused = 0         # buttons refused (error beep)
+        self.last_error = None   # the last refusal's code
+        self.internal = 0        # unexpected exceptions from a command (bugs)
+        self._state = -1
+        self._mark = 0           # next countdown mark (ms left in RAMP_DOWN), 0: none
+        if self.buzzer is not None:
+            self._buz_out(0)
+
+    # ---- outputs ----------------------------------------------------------------------
+    def _led_out(self, level):
+        if self.led is not None:
+            self.led.value(level)
+
+    def _buz_out(self, hz):
+        b = self.buzzer
+        if b is None:
+            return
+        if hz:
+            b.freq(hz)
+            b.duty_u16(_DUTY)
+        else:
+            b.duty_u16(0)
+
+    def beep(self, tone, now, loops=1):
+        """Play a buzzer pattern; the FAULT alarm is not cut short by anything else."""
+        if self._buz.pattern is TONE_ALARM and tone is not TONE_ALARM:
+            return
+        self._buz.play(tone, now, loops)
+
+    @property
+    def tone(self):
+        """The buzzer pattern playing, or None."""
+        return self._buz.pattern
+
+    # ---- the poll ---------------------------------------------------------------------
+    def poll(self, now):
+        active = self.app.session_active()
+        b = self.start_btn
+        e = b.update(now)
+        if e > 0 and active:
+            b.used = True
+            self._command("stop", {}, now)
+            active = self.app.session_active()
+        elif b.down and not b.used and not active \
+                and diff(now, b.t_down) >= START_HOLD_MS:
+            b.used = True
+            self._command("start", {}, now)
+        if self.up_btn.update(now) > 0:
+            self._adjust(True, now)
+        if self.down_btn.update(now) > 0:
+            self._adjust(False, now)
+        self._follow(now)
+        self._led.update(now)
+        self._buz.update(now)
+
+    def _command(self, cmd, fields, now):
+        try:
+            self._handle(cmd, fields)
+        except Reject as e:
+            self.refused += 1
+            self.last_error = e.code
+            self.beep(TONE_ERROR, now)
+            return False
+        except Exception:        # a bug: keep the loop alive, and a stop still stops
+            self.internal += 1
+            if cmd == "stop":
+                self.app.ctrl.stop()
+            self.beep(TONE_ERROR, now)
+            return False
+        self.beep(TONE_CLICK, now)
+        return True
+
+    def _adjust(self, up, now):
+        if not self.app.session_active():
+            self.refused += 1
+            self.last_error = "E_STATE"
+            self.beep(TONE_ERROR, now)
+            return
+        self._command("adjust", {"target_ua": step_ua(self._ses.target_ua, up)}, now)
+
+    def _follow(self, now):
+        """LED pattern and tunes on a state change; the ramp-down countdown."""
+        ses = self._ses
+        st = ses.state
+        if st != self._state:
+            old = self._state
+            self._state = st
+            self._led.play(led_pattern(st), now, -1)
+            self._mark = 0
+            if st == sm.WAIT_CONTACT and (old == sm.IDLE or old == sm.DONE):
+                self.beep(TONE_START, now)
+            elif st == sm.FAULT:
+                self.beep(TONE_ALARM, now, ALARM_REPEAT)
+            elif st == sm.PAUSED and ses.pause_cause != sm.PAUSE_USER:
+                self.beep(TONE_CONTACT, now)
+            elif st == sm.RAMP_DOWN:
+                self._mark = self._first_mark(self._ramp_left())
+                if ses.end_reason == sm.END_STOPPED:
+                    self.beep(TONE_STOPPED, now)
+            elif st == sm.DONE and old != -1:
+                r = ses.end_reason
+                if r == sm.END_COMPLETED or r == sm.END_STOPPED:
+                    self.beep(TONE_DONE, now)     # current is off: hands may come out
+                else:
+                    self.beep(TONE_ERROR, now)    # no contact, paused too long
+            if st != sm.FAULT and self._buz.pattern is TONE_ALARM:
+                self._buz.stop()                  # reset out of FAULT: silence
+        elif self._mark:
+            left = self._ramp_left()
+            if left <= self._mark:
+                self._mark = self._first_mark(left)
+                self.beep(TONE_TICK, now)
+
+    @staticmethod
+    def _first_mark(left):
+        """The largest countdown mark (3000, 2000, 1000 ms) still ahead of `left`, or 0."""
+        m = COUNTDOWN_MS
+        while m > 0 and m >= left:
+            m -= 1000
+        return m
+
+    def _ramp_left(self):
+        """ms until RAMP_DOWN ends (the session's own estimate)."""
+        return self._ramp_left_ms()

@@ -1,0 +1,129 @@
+"""Reference meters for calibration: a technician typing readings, a SCPI bench
+multimeter through pyvisa, or the virtual board's simulated bench meter.
+
+Every meter has `describe()` (for the calibration record and report) and
+`read(nominal_ua) -> (ua, mv)`: the true current in µA and, where the meter measures
+it, the electrode voltage in mV (None otherwise: the caller uses I x R of the known
+load resistor). `spec` strings for `open_meter()`:
+    manual              prompt on the terminal (the default)
+    sim[:NAME]          the virtual board NAME's meter file (boards/sim.py METER_FILE)
+    visa:RESOURCE       e.g. visa:USB0::0x2A8D::0x1301::MY1234::INSTR,
+                        visa:ASRL/dev/ttyUSB0::INSTR (pyvisa, pure-Python backend)
+"""
+
+import json
+import time
+
+
+class MeterError(Exception):
+    pass
+
+
+class ManualMeter:
+    """The technician reads the bench meter and types the value (mA)."""
+
+    def __init__(self, ask=input, say=print):
+        self._ask = ask
+        self._say = say
+
+    def describe(self):
+        return "manual"
+
+    def read(self, nominal_ua):
+        while True:
+            text = self._ask("  meter reading in mA (nominal %.1f mA), or q to abort: "
+                             % (nominal_ua / 1000.0)).strip()
+            if text.lower() in ("q", "quit"):
+                raise KeyboardInterrupt
+            try:
+                ma = float(text.replace(",", "."))
+            except ValueError:
+                self._say("  not a number: %r" % text)
+                continue
+            if not 0.0 <= ma <= 40.0:
+                self._say("  %.3f mA is not plausible (0..40 mA): meter on the right range?"
+                          % ma)
+                continue
+            return ma * 1000.0, None
+
+
+class SimMeter:
+    """The virtual board's bench meter: the plant's true mean current and voltage over
+    one second of virtual time, from the board's meter file. A reading is taken from a
+    second that began after the request (the hold was already steady)."""
+
+    def __init__(self, path, timeout=30.0, clock=time.monotonic, sleep=time.sleep):
+        self.path = path
+        self.timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+
+    def describe(self):
+        return "sim meter (virtual board)"
+
+    def _load(self):
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def read(self, nominal_ua):
+        first = self._load()
+        seq0 = first["seq"] if first else -1
+        deadline = self._clock() + self.timeout
+        while self._clock() < deadline:
+            d = self._load()
+            if d is not None and d["seq"] >= seq0 + 2:
+                return float(d["ua"]), float(d["v"]) * 1000.0
+            self._sleep(0.05)
+        raise MeterError("no reading from the simulated meter %s within %.0f s (is the "
+                         "virtual board running with \"meter\": true?)"
+                         % (self.path, self.timeout))
+
+
+class VisaMeter:
+    """A SCPI digital multimeter in series with the load, through pyvisa."""
+
+    def __init__(self, resource, backend="@py", timeout_ms=10000):
+        try:
+            import pyvisa
+        except ImportError:
+            raise MeterError("pyvisa is not installed (pip install -r requirements.txt)")
+        try:
+            self._rm = pyvisa.ResourceManager(backend)
+            self._inst = self._rm.open_resource(resource, timeout=timeout_ms,
+                                                read_termination="\n", write_termination="\n")
+            self.idn = self._inst.query("*IDN?").strip()
+        except Exception as e:      # pyvisa raises many kinds: all mean "no meter there"
+            raise MeterError("meter %s: %s" % (resource, e))
+        self.resource = resource
+
+    def describe(self):
+        return self.idn[:32] or self.resource[:32]
+
+    def read(self, nominal_ua):
+        try:
+            amps = float(self._inst.query("MEAS:CURR:DC?").strip())
+        except Exception as e:
+            raise MeterError("meter read failed: %s" % e)
+        return amps * 1e6, None
+
+    def close(self):
+        try:
+            self._inst.close()
+        except Exception:
+            pass
+
+
+def open_meter(spec, sim_path=None):
+    """A meter from its spec string (see the module docstring)."""
+    if spec == "manual":
+        return ManualMeter()
+    if spec == "sim" or spec.startswith("sim:"):
+        if sim_path is None:
+            raise MeterError("--meter sim needs the virtual board's meter file")
+        return SimMeter(sim_path)
+    if spec.startswith("visa:"):
+        return VisaMeter(spec[5:])
+    raise MeterError("unknown meter %r: use manual, sim or visa:RESOURCE" % spec)
