@@ -30,7 +30,7 @@ from protocol import LINE_MAX
 from schema import BOOL, CHOICE, INT, TEXT, Reject
 
 VERSION = "0.5.0"
-PROTOCOL = 1
+PROTOCOL = 2      # 2: firmware 0.5 (profiles, prescription format 2, service mode)
 
 _IDLE = 1        # refused while a session is running (it touches flash or the output)
 _SERVICE = 2     # service mode only
@@ -69,6 +69,8 @@ def log_entry(r):
     out = dict(r)
     out["end"] = _name(sm.END_NAMES, r["end"])
     out["fault"] = _name(safety.NAMES, r["fault"])
+    k = r.get("profile", 0)
+    out["profile"] = profiles.NAMES[k - 1] if 0 < k <= len(profiles.NAMES) else ""
     return out
 
 

@@ -37,6 +37,7 @@ class Profile:
         self.pulse_hz = pulse_hz
         self.duty_pct = duty_pct
         self.dose_uamin = dose_uamin
+        self.name = None         # the catalogue name (from_catalog), for the log
 
     def validate(self, ceiling_ua=limits.CEILING_UA):
         """Raise ValueError naming the first bad field; return self when all are valid."""
@@ -99,7 +100,9 @@ def from_catalog(name, **changes):
     args = {}      # untyped: the catalogue's int values go to int and bool parameters
     args.update(CATALOG[name])
     args.update(changes)
-    return Profile(**args)
+    p = Profile(**args)
+    p.name = name
+    return p
 
 
 def _check_int(name, value, lo, hi):

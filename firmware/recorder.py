@@ -74,11 +74,20 @@ class Recorder:
                "i_mean_ua": _mean(self._i_blocks, self._i_nb, self._i_acc, self._i_n),
                "load_ohm": _mean(self._r_blocks, self._r_nb, self._r_acc, self._r_n),
                "pauses": ses.pauses, "paused_s": ses.pause_ms // 1000,
-               "end": ses.end_reason, "fault": ses.fault_code}
+               "end": ses.end_reason, "fault": ses.fault_code,
+               "profile": _profile_code(p.name)}
         if len(self.pending) >= MAX_PENDING:
             self.pending.pop(0)
             self.lost += 1
         self.pending.append(rec)
+
+
+def _profile_code(name):
+    """1 + the catalogue index of `name` (treatment_log's profile byte); 0 if unnamed."""
+    for k in range(len(profiles.NAMES)):
+        if profiles.NAMES[k] == name:
+            return k + 1
+    return 0
 
 
 def _mean(blocks, nb, acc, n):

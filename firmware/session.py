@@ -38,7 +38,9 @@ END_NO_CONTACT = const(3)
 END_PAUSE_TIMEOUT = const(4)
 END_FAULT = const(5)
 END_DOSE = const(6)            # dose mode: the delivered charge reached the dose
-END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault", "dose")
+END_DOSE_SHORT = const(7)      # dose mode: time ran out before the dose (under-dosed)
+END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault", "dose",
+             "dose_short")
 
 # Pause causes
 PAUSE_NONE = const(0)
@@ -237,7 +239,8 @@ class Session:
             self._pause(PAUSE_CONTACT)
             return
         if self.elapsed_ms >= self.duration_ms:
-            self.end_reason = END_COMPLETED
+            # dose mode: the longest allowed time ran out before the dose was delivered
+            self.end_reason = END_DOSE_SHORT if self._dose else END_COMPLETED
             self._go(RAMP_DOWN)
             return
         if self._dose and self._dose_due():

@@ -5,7 +5,8 @@ Record (48 bytes, little-endian):
     seq u32 | start u32 (epoch s, or device uptime s) | charge µA·min u32 | load Ω u32
     target µA u16 | duration s u16 | delivered s u16 | paused s u16
     i_min µA u16 | i_mean µA u16 | i_max µA u16 | pauses u16
-    end reason u8 | fault code u8 | ramp up s u8 | ramp down s u8 | reserved u32 | CRC-32 u32
+    end reason u8 | fault code u8 | ramp up s u8 | ramp down s u8 | profile u32 | CRC-32 u32
+profile: 1 + the index in profiles.NAMES (0: unknown; records of firmware 0.4 have 0).
 
 The ring is SEGMENTS files of SEG_RECORDS slots (`log00.bin`...); session `seq` (1, 2, ...)
 lives at a fixed place: segment ((seq-1) // SEG_RECORDS) % SEGMENTS, slot (seq-1) % SEG_RECORDS.
@@ -36,7 +37,7 @@ F_REVERSE = 2
 
 FIELDS = ("seq", "start", "epoch", "target_ua", "duration_s", "ramp_up_s", "ramp_down_s",
           "reverse", "delivered_s", "charge_uamin", "i_min_ua", "i_mean_ua", "i_max_ua",
-          "load_ohm", "pauses", "paused_s", "end", "fault")
+          "load_ohm", "pauses", "paused_s", "end", "fault", "profile")
 
 
 def _u(v, top):
@@ -54,7 +55,7 @@ def encode(seq, r):
         _u(r["delivered_s"], 0xFFFF), _u(r["paused_s"], 0xFFFF),
         _u(r["i_min_ua"], 0xFFFF), _u(r["i_mean_ua"], 0xFFFF), _u(r["i_max_ua"], 0xFFFF),
         _u(r["pauses"], 0xFFFF), _u(r["end"], 0xFF), _u(r["fault"], 0xFF),
-        _u(r["ramp_up_s"], 0xFF), _u(r["ramp_down_s"], 0xFF), 0, 0)
+        _u(r["ramp_up_s"], 0xFF), _u(r["ramp_down_s"], 0xFF), _u(r.get("profile", 0), 0xFF), 0)
     return body[:SIZE - 4] + struct.pack("<I", crc(body[:SIZE - 4]))
 
 
@@ -72,7 +73,7 @@ def decode(buf, off=0):
             "load_ohm": t[6], "target_ua": t[7], "duration_s": t[8], "delivered_s": t[9],
             "paused_s": t[10], "i_min_ua": t[11], "i_mean_ua": t[12], "i_max_ua": t[13],
             "pauses": t[14], "end": t[15], "fault": t[16], "ramp_up_s": t[17],
-            "ramp_down_s": t[18], "reverse": bool(flags & F_REVERSE)}
+            "ramp_down_s": t[18], "reverse": bool(flags & F_REVERSE), "profile": t[19] & 0xFF}
 
 
 def place(seq):
@@ -80,8 +81,14 @@ def place(seq):
     return ((seq - 1) // SEG_RECORDS) % SEGMENTS, (seq - 1) % SEG_RECORDS
 
 
+END_DOSE = 6          # session.END_DOSE: a dose session that delivered its whole dose
+
+
 def counts(r):
-    """A session counts towards the plan when >= 80 % of its prescribed time was delivered."""
+    """A session counts towards the plan when >= 80 % of its prescribed time was delivered
+    (a dose session: when it delivered its dose; its duration is only the longest allowed)."""
+    if r.get("end") in (END_DOSE, "dose"):      # the code here, its name on the host
+        return True
     return r["duration_s"] > 0 and r["delivered_s"] * 100 >= r["duration_s"] * 80
 
 

@@ -72,7 +72,7 @@ def client_for(rig=None, **kw):
 def test_requests_and_replies():
     c, port = client_for()
     ident = c.identify()
-    assert ident["board"] == "sim" and ident["proto"] == 1 and "id" not in ident and "ok" not in ident
+    assert ident["board"] == "sim" and ident["proto"] == 2 and "id" not in ident and "ok" not in ident
     assert c.status()["state"] == "IDLE"
     c.sync_time(1750000000)
     assert c.status()["time"] >= 1750000000

@@ -7,6 +7,9 @@ bumpless on the truth, no trip on legitimate changes, the trip re-armed in the s
 order. Calibration hold: the reference is driven open loop.
 """
 
+import os
+import sys
+
 import pytest
 
 import limits
@@ -147,6 +150,29 @@ def test_dose_lands_within_one_percent_on_the_truth(skin_ohm):
     err, tr = dose_error_pct(skin_ohm)
     assert abs(err) < 1.0, "dose error %.2f %% at %d Ω" % (err, skin_ohm)
     assert sm.END_NAMES[sm.END_DOSE] == "dose"
+
+
+def test_dose_not_reached_in_time_ends_dose_short_and_is_logged_with_its_profile():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mp"))
+    from protorig import Rig
+    rig = Rig(skin_ohm=8000.0, water_ohm=1000.0, compliance_v=25.0)   # holds ~2 mA at most
+    rig.ok("rx_write", drug_max_ua=4000)
+    got = rig.ok("start", profile="drug", duration_s=600, dose_uamin=20000, ramp_up_s=30)
+    assert got["mode"] == "dose" and got["dose_uamin"] == 20000
+    assert rig.until(sm.DONE, 700)
+    ses = rig.ctrl.session
+    assert sm.END_NAMES[ses.end_reason] == "dose_short" and ses.charge_uamin < 20000
+    rig.step(400)                                          # the poll appends the record
+    rec = rig.ok("log_read")["records"][-1]
+    assert rec["end"] == "dose_short" and rec["profile"] == "drug"
+
+
+def test_a_delivered_dose_counts_towards_the_plan_whatever_its_time():
+    import treatment_log
+    r = {"end": sm.END_DOSE, "duration_s": 1200, "delivered_s": 300}
+    assert treatment_log.counts(r)
+    r["end"] = sm.END_COMPLETED
+    assert not treatment_log.counts(r)
 
 
 def test_dose_small_dose_and_long_ramp_down():

@@ -336,9 +336,9 @@ def test_another_protocol_version_or_no_identify_is_refused_with_exit_2():
 
     def other(data):
         rid = json.loads(data)["id"]
-        return b'{"id": %d, "ok": true, "fw": "9.0", "proto": 2, "board": "x"}\n' % rid
+        return b'{"id": %d, "ok": true, "fw": "9.0", "proto": 3, "board": "x"}\n' % rid
     rc, err, _ = refuse(monitor.main, [], ReplPort(other))
-    assert rc == 2 and "protocol 2" in err and "protocol 1" in err
+    assert rc == 2 and "protocol 3" in err and "protocol 2" in err
 
     def unknown(data):
         rid = json.loads(data)["id"]
@@ -359,7 +359,7 @@ def test_identify_retries_after_boot_text_and_a_damaged_line():
             return b"MPY: soft reboot\r\n"
         if len(calls) == 2:        # the device could not read our line at all
             return b'{"id": null, "ok": false, "error": {"code": "E_JSON", "msg": "x"}}\n'
-        return b'{"id": %d, "ok": true, "fw": "0.5.0", "proto": 1, "board": "pico"}\n' % rid
+        return b'{"id": %d, "ok": true, "fw": "0.5.0", "proto": 2, "board": "pico"}\n' % rid
     port = ReplPort(boot_then_firmware)
     dev, ident, label = cli.connect("x", timeout=3.0, opener=lambda name, timeout: Client(
         port, timeout=timeout, clock=lambda: port.now))

@@ -160,7 +160,7 @@ def test_strict_json_refuses_what_cpython_accepts_only_as_extensions():
 
 def test_identify():
     r = Rig().ok("identify")
-    assert r["fw"] and r["proto"] == 1 and r["board"] == "sim" and r["uid"] == "sim-rig"
+    assert r["fw"] and r["proto"] == 2 and r["board"] == "sim" and r["uid"] == "sim-rig"
     assert re.match(r"^cpython \d+\.\d+\.\d+$", r["python"]) and r["line_max"] == 256
 
 

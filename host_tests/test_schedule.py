@@ -98,5 +98,6 @@ def test_adherence_summary():
 def test_adherence_uses_the_firmware_counting_rule():
     assert tl.counts({"duration_s": 600, "delivered_s": 480})
     assert not tl.counts({"duration_s": 600, "delivered_s": 479})
+    assert tl.counts({"duration_s": 1200, "delivered_s": 300, "end": "dose"})   # host form
     s = adherence([_r(1, 0, delivered=480), _r(2, 1, delivered=479)])
     assert s["counted"] == 1

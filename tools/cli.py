@@ -43,7 +43,7 @@ EXIT_FAILED = 1
 EXIT_NO_DEVICE = 2
 EXIT_INTERRUPTED = 130
 
-PROTOCOL = 1                  # the protocol version these tools speak (identify -> proto)
+PROTOCOL = 2                  # the protocol version these tools speak (identify -> proto)
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_VBOARD = "sim"
 QUIET_S = 0.3                 # identify: silence awaited after an answer that is not ours

@@ -5,7 +5,7 @@
     print(format_adherence(adherence(records, rx=client.request("rx_read")["rx"])))
 
 Uses the firmware's own rules (treatment_log.counts: a session counts when >= 80 % of
-its prescribed time was delivered; schedule.phase_of), so the host and the device never
+its prescribed time was delivered, or a dose session delivered its dose; schedule.phase_of), so the host and the device never
 disagree about which sessions counted. Weeks are 7-day windows from the first dated
 counted session; a week's aim is the induction aim while fewer than `induction_sessions`
 sessions had counted at its start, the maintenance aim after. Sessions without a

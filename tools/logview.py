@@ -41,7 +41,8 @@ RECORD_FIELDS = ("seq", "start", "epoch", "target_ua", "duration_s", "ramp_up_s"
                  "ramp_down_s", "reverse", "delivered_s", "charge_uamin", "i_min_ua",
                  "i_mean_ua", "i_max_ua", "load_ohm", "pauses", "paused_s", "end", "fault")
 END_COLOURS = {"completed": "#2a9d4a", "stopped": "#e9c46a", "no_contact": "#8ecae6",
-               "pause_timeout": "#f4a261", "fault": "#d62828", "dose": "#1b7a3a"}
+               "pause_timeout": "#f4a261", "fault": "#d62828", "dose": "#1b7a3a",
+               "dose_short": "#b5838d"}
 
 
 # ---- download ----------------------------------------------------------------------------------
@@ -112,19 +113,19 @@ def _mmss(s):
 
 
 def table(records):
-    head = ("seq", "start (UTC)", "delivered", "target", "mean", "charge", "end", "fault",
-            "pauses")
-    units = ("", "", "of prescribed", "mA", "mA", "mA*min", "", "", "n / s")
+    head = ("seq", "start (UTC)", "profile", "delivered", "target", "mean", "charge", "end",
+            "fault", "pauses")
+    units = ("", "", "", "of prescribed", "mA", "mA", "mA*min", "", "", "n / s")
     rows = []
     for r in records:
-        rows.append((str(r["seq"]), start_text(r),
+        rows.append((str(r["seq"]), start_text(r), r.get("profile") or "-",
                      "%s / %s" % (_mmss(r["delivered_s"]), _mmss(r["duration_s"])),
                      "%.1f" % (r["target_ua"] / 1000.0), "%.2f" % (r["i_mean_ua"] / 1000.0),
                      "%.1f" % (r["charge_uamin"] / 1000.0), r["end"] or "-",
                      r["fault"] if r["fault"] not in ("ok", 0) else "-",
                      "%d / %d" % (r["pauses"], r["paused_s"])))
     widths = [max(len(x) for x in col) for col in zip(head, units, *rows)]
-    right = (0, 2, 3, 4, 5, 8)
+    right = (0, 3, 4, 5, 6, 9)
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if k in right else c.ljust(w)

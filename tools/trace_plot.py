@@ -135,7 +135,8 @@ def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, e
     ax_i.set_ylabel("current (mA)")
     top = max(float(np.max(true)) if len(true) else 0.0, float(np.max(target)) if len(t) else 0.0,
               (target_ua or 0) * 1.1 / 1000.0, 1.0,
-              min(float(np.max(pk)), 30.0) if pk is not None and len(pk) else 0.0)
+              min(float(np.max(pk)), 30.0) if pk is not None and len(pk) else 0.0,
+              25.0 if pk is not None else 0.0)      # the peak's ceiling stays in view
     ax_i.set_ylim(-0.03 * top, top * 1.22)
     ax_i.grid(True, alpha=0.3)
     if fault_t:
