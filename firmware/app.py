@@ -217,9 +217,9 @@ class App:
               "sp_ua": ctrl.session.sp_ua if on else 0, "i_ua": ctrl.i_ua,
               "v_mv": ctrl.v_mv, "lim": bool(on and ctrl.regulator.limited),
               "fault": safety.NAMES[ctrl.safety.fault]}
-        prof = getattr(ctrl.session, "profile", None)
+        prof = getattr(ctrl.session, "profile", None)    # none before the first start
         if prof is not None and prof.mode == profiles.MODE_PULSED:
-            ev["peak_ua"] = getattr(ctrl, "peak_ua", 0) if on else 0
+            ev["peak_ua"] = ctrl.peak_ua if on else 0
         if self.proto.event(ev):
             self.tel_sent += 1
 

@@ -139,13 +139,9 @@ class Commands:
         on = ctrl.hal.enabled
         i = ctrl.i_ua
         v = ctrl.v_mv
-        target = getattr(ses, "target_ua", 0)
-        rem = getattr(ses, "remaining_ms", None)
-        if rem is not None:
-            left = rem()
-        else:
-            left = getattr(ses, "duration_ms", 0) - ses.elapsed_ms
-        prof = getattr(ses, "profile", None)
+        target = ses.target_ua
+        left = ses.remaining_ms()
+        prof = getattr(ses, "profile", None)      # none before the first start
         mode = None
         dose = None
         if prof is not None:
@@ -158,7 +154,7 @@ class Commands:
             "state": sm.NAMES[st], "profile": app.profile_name,
             "mode": profiles.MODE_NAMES[mode] if mode is not None else None,
             "target_ua": target, "sp_ua": ses.sp_ua if on else 0,
-            "i_ua": i, "v_mv": v, "peak_ua": getattr(ctrl, "peak_ua", None) if on else 0,
+            "i_ua": i, "v_mv": v, "peak_ua": ctrl.peak_ua if on else 0,
             "load_ohm": v * 1000 // i if on and i >= 500 else None,
             "flow_pct": i * 100 // target if st == sm.TREAT and target else None,
             "limited": bool(on and ctrl.regulator.limited),
