@@ -1,6 +1,8 @@
 """The protocol's commands: field specs, permission and state rules, and the handlers.
 
 `Commands(app).handle(cmd, request)` returns the reply's fields or raises schema.Reject.
+The technician's commands (calibration, prescription, log clearing, the code) are in
+service_commands.py; this table holds every command's permission flags.
 Checks run in a fixed order, and nothing changes before all of them passed:
     1. the command exists                       E_UNKNOWN_CMD
     2. service-only commands need service mode  E_DENIED
@@ -18,7 +20,6 @@ docs/protocol.md.
 
 import sys
 
-import auth
 import limits
 import profiles
 import records
@@ -27,7 +28,8 @@ import schedule
 import schema
 import session as sm
 from protocol import LINE_MAX
-from schema import BOOL, CHOICE, INT, TEXT, Reject
+from schema import BOOL, CHOICE, INT, Reject
+from service_commands import CAL_HOLD, CODE, ServiceCommands
 
 VERSION = "0.5.0"
 PROTOCOL = 2      # 2: firmware 0.5 (profiles, prescription format 2, service mode)
@@ -46,8 +48,6 @@ _START = (
     ("dose_uamin", INT, 1000, limits.DOSE_CAP_UAMIN, False),
 )
 _ADJUST = (("target_ua", INT, 1000, limits.CEILING_UA, True),)
-_CAL_HOLD = (("ua", INT, 1000, limits.CEILING_UA, True),)
-_CODE = (("code", TEXT, 1, 32, True),)
 TEL_HZ_MAX = 50
 _TELEMETRY = (("on", BOOL, 0, 0, True), ("hz", INT, 1, TEL_HZ_MAX, False))
 _TIME = (("epoch", INT, 1577836800, 4102444800, True),)     # 2020-01-01 .. 2100-01-01
@@ -77,6 +77,7 @@ def log_entry(r):
 class Commands:
     def __init__(self, app):
         self.app = app
+        svc = ServiceCommands(app)
         self.table = {
             "identify": (self.identify, _NONE, 0),
             "status": (self.status, _NONE, 0),
@@ -92,17 +93,18 @@ class Commands:
             "settings_read": (self.settings_read, _NONE, 0),
             "settings_write": (self.settings_write, _SETTINGS, _IDLE),
             "log_read": (self.log_read, _LOG_READ, _IDLE),
-            "log_clear": (self.log_clear, _NONE, _IDLE | _SERVICE),
-            "cal_read": (self.cal_read, _NONE, _SERVICE),
-            "cal_write": (self.cal_write, records.CAL_SPEC, _IDLE | _SERVICE),
-            "rx_read": (self.rx_read, _NONE, _SERVICE),
-            "rx_write": (self.rx_write, records.RX_WRITE_SPEC, _IDLE | _SERVICE),
             "adjust": (self.adjust, _ADJUST, 0),
-            "service_enter": (self.service_enter, _CODE, _IDLE),
-            "service_exit": (self.service_exit, _NONE, 0),
-            "service_code": (self.service_code, _CODE, _IDLE | _SERVICE),
-            "cal_hold": (self.cal_hold, _CAL_HOLD, _SERVICE),
-            "cal_sample": (self.cal_sample, _NONE, _SERVICE),
+            # the technician's (service_commands.py); every permission stays in this table
+            "service_enter": (svc.service_enter, CODE, _IDLE),
+            "service_exit": (svc.service_exit, _NONE, 0),
+            "service_code": (svc.service_code, CODE, _IDLE | _SERVICE),
+            "log_clear": (svc.log_clear, _NONE, _IDLE | _SERVICE),
+            "cal_read": (svc.cal_read, _NONE, _SERVICE),
+            "cal_write": (svc.cal_write, records.CAL_SPEC, _IDLE | _SERVICE),
+            "cal_hold": (svc.cal_hold, CAL_HOLD, _SERVICE),
+            "cal_sample": (svc.cal_sample, _NONE, _SERVICE),
+            "rx_read": (svc.rx_read, _NONE, _SERVICE),
+            "rx_write": (svc.rx_write, records.RX_WRITE_SPEC, _IDLE | _SERVICE),
         }
 
     def handle(self, cmd, req):
@@ -190,18 +192,6 @@ class Commands:
         recs, nxt = log.page(f.get("from", 0), f.get("n", LOG_PAGE))
         return {"records": [log_entry(r) for r in recs], "next": nxt or None,
                 "first": log.first or None, "last": log.last or None, "count": log.count}
-
-    def cal_read(self, f):
-        app = self.app
-        c = app.cal_in_use
-        use = {}
-        for k in records.CAL_INTS:
-            use[k] = getattr(c, k)
-        return {"cal": app.store.cal.data, "status": app.cal_status, "in_use": use}
-
-    def rx_read(self, f):
-        store = self.app.store
-        return {"rx": store.rx_data(), "status": store.rx.status, "v1": store.rx_v1}
 
     # ---- the session --------------------------------------------------------------------
     def start(self, f):
@@ -348,113 +338,8 @@ class Commands:
         s = dict(store.settings_data())
         s["induction_done"] = f["induction_done"]
         s["log_seq"] = store.log.last      # never lower the session counter's floor
-        _save(store.settings, s)
+        records.save(store.settings, s)
         return {"induction_done": s["induction_done"]}
-
-    # ---- service ------------------------------------------------------------------------
-    def cal_write(self, f):
-        d = records.validate_cal(f)
-        _save(self.app.store.cal, d)
-        self.app.use_calibration(records.calibration_of(d), self.app.store.cal.status)
-        return {"status": self.app.cal_status}
-
-    def rx_write(self, f):
-        """Fields given replace those of the prescription in force (the factory one while
-        none is stored or the stored one is corrupt); the whole result is validated."""
-        if not f:
-            raise Reject("E_MISSING", "rx_write needs at least one prescription field")
-        store = self.app.store
-        base = store.rx_data()
-        d = dict(base if base is not None else records.RX_FACTORY)
-        d.update(f)
-        d = records.validate_rx(d)
-        _save(store.rx, d)
-        store.rx_v1 = False
-        return {"status": store.rx.status, "rx": d}
-
-    def log_clear(self, f):
-        store = self.app.store
-        log = store.log
-        s = dict(store.settings_data())
-        if s["log_seq"] != log.last:
-            s["log_seq"] = log.last
-            _save(store.settings, s)
-        try:
-            log.clear()
-        except OSError as e:
-            raise Reject("E_STORAGE", "log clear failed (%s): some records may remain" % e)
-        return {"next_seq": log.last + 1}
-
-    def cal_hold(self, f):
-        """Technician calibration: hold `ua` nominal with the reference driven open loop
-        (profiles.MODE_CAL; every safety check runs). Starts a hold, or moves a running
-        one to the new point at the ramp slope. The sampler starts again either way."""
-        app = self.app
-        ctrl = app.ctrl
-        ses = ctrl.session
-        ua = f["ua"]
-        if app.session_active():
-            if ses.profile.mode != profiles.MODE_CAL:
-                raise Reject("E_STATE", "a treatment is running (state %s)" % state_name(ctrl))
-            if not ctrl.set_target(ua):
-                raise Reject("E_STATE", "hold point %d not accepted in state %s" % (
-                    ua, state_name(ctrl)))
-        else:
-            if ctrl.safety.fault:
-                raise Reject("E_STATE", "fault latched (%s): reset first"
-                             % safety.NAMES[ctrl.safety.fault])
-            # started at the ceiling, so set_target's slope is the fastest ramp (2.5 mA/s)
-            p = profiles.Profile(target_ua=limits.CEILING_UA,
-                                 duration_s=limits.MAX_DURATION_S, ramp_up_s=10,
-                                 ramp_down_s=5, mode=profiles.MODE_CAL)
-            app.recorder.observe(ctrl, app.clock)     # the previous session's record first
-            try:
-                ctrl.start(p)
-            except ValueError as e:
-                raise Reject("E_STATE", str(e))
-            ctrl.set_target(ua)
-            app.profile_name = None                   # not a treatment: no adjust
-        app.cal.restart()
-        b = app.board
-        return {"state": state_name(ctrl), "ua": ua, "i_fs_ua": b.I_FS_UA,
-                "v_fs_mv": b.V_FS_MV, "ref_fs_ua": b.REF_FS_UA}
-
-    def cal_sample(self, f):
-        """The hold's raw means so far (calhold.CalSampler): sums over `n` steady polls."""
-        app = self.app
-        ctrl = app.ctrl
-        c = app.cal
-        return {"state": state_name(ctrl), "n": c.n, "i_sum": c.i_sum, "v_sum": c.v_sum,
-                "ref_code": c.ref_code, "i_ua": ctrl.i_ua, "v_mv": ctrl.v_mv,
-                "end": sm.END_NAMES[ctrl.session.end_reason],
-                "fault": safety.NAMES[ctrl.safety.fault]}
-
-    def service_enter(self, f):
-        app = self.app
-        if app.service_button is False:
-            raise Reject("E_DENIED", "hold the service button at power-up")
-        if app.service:
-            raise Reject("E_STATE", "already in service mode")
-        app.auth.check(f["code"], app.clock.uptime_ms())   # E_LOCKED / E_STORAGE / E_AUTH
-        app.service_begin()
-        return {"service": True, "code_default": app.auth.code_default,
-                "timeout_s": app.SERVICE_IDLE_MS // 1000}
-
-    def service_exit(self, f):
-        self.app.service_end()
-        return {"service": False}
-
-    def service_code(self, f):
-        self.app.auth.set_code(f["code"])
-        return {"code_default": False}
-
 
 def _mode_name(name):
     return profiles.MODE_NAMES[profiles.CATALOG[name].get("mode", profiles.MODE_DC)]
-
-
-def _save(record, obj):
-    try:
-        record.save(obj)
-    except OSError as e:
-        raise Reject("E_STORAGE", "storage write failed (%s): the previous record stays" % e)

@@ -239,3 +239,12 @@ class Store:
     def settings_data(self):
         """Settings in force (factory values while none are stored or they are damaged)."""
         return self.settings.data if self.settings.data is not None else SETTINGS_FACTORY
+
+
+def save(record, obj):
+    """record.save(obj) for a protocol command: a storage failure is E_STORAGE, and the
+    previous record stays (storage.Record writes atomically)."""
+    try:
+        record.save(obj)
+    except OSError as e:
+        raise Reject("E_STORAGE", "storage write failed (%s): the previous record stays" % e)
