@@ -5,9 +5,21 @@ unknown until the host sends `time_set`; from then on it runs from the loop cloc
 `update()` is called from main's poll (never from the step): it folds the elapsed
 `ticks_us` into whole milliseconds and seconds with `ticks_diff`, so the 2**30 wrap of
 the board clock does no harm as long as polls come less than ~9 minutes apart.
+`ms` is the same uptime as a millisecond count that wraps at 2**29 (compare with
+`ms_diff`): a small int forever, for pollers that must not allocate (the front panel).
 """
 
+from micropython import const
+
 from ticks import ticks_diff
+
+_MS_MASK = const(0x1FFFFFFF)     # `ms` wraps at 2**29
+_MS_HALF = const(0x10000000)
+
+
+def ms_diff(a, b):
+    """a - b for wrapping `ms` counts (|a - b| < 2**28 ms, 3 days)."""
+    return ((a - b + _MS_HALF) & _MS_MASK) - _MS_HALF
 
 
 class Clock:
@@ -16,6 +28,7 @@ class Clock:
         self._last = ticks_us()
         self._us = 0              # < 1000
         self._ms = 0              # < 1000
+        self.ms = 0               # uptime ms, wrapping at 2**29
         self.uptime_s = 0
         self._epoch0 = None       # wall-clock seconds at uptime_s == _up0
         self._up0 = 0
@@ -27,8 +40,10 @@ class Clock:
         if d <= 0:
             return
         us = self._us + d
-        ms = self._ms + us // 1000
+        inc = us // 1000
         self._us = us % 1000
+        self.ms = (self.ms + inc) & _MS_MASK
+        ms = self._ms + inc
         self.uptime_s += ms // 1000
         self._ms = ms % 1000
 

@@ -50,22 +50,22 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1):
     return n
 
 
-def loop_poll(app, ui_hw, ticks_us):
+def loop_poll(app, ui_hw):
     """The loop's poll: `app.poll`, then the UI's (ui.py) when the board has one."""
     if ui_hw is None:
         return app.poll
     import ui
-    clock = ui.MsClock(ticks_us)
-    return with_ui(app.poll, ui.Ui(ui_hw, app, clock.now()).poll, clock.now)
+    clock = app.clock
+    return with_ui(app.poll, ui.Ui(ui_hw, app, clock.ms).poll, clock)
 
 
-def with_ui(app_poll, ui_poll, now_ms):
-    """The loop's poll for a board with a UI: the app's poll, then `ui_poll(now_ms())`.
-
-    Made once (a closure over bound methods): calling it allocates nothing itself."""
+def with_ui(app_poll, ui_poll, clock):
+    """The loop's poll for a board with a UI: the app's poll (which updates `clock`), then
+    `ui_poll(clock.ms)`. Made once (a closure over bound methods): calling it allocates
+    nothing itself."""
     def poll():
         app_poll()
-        ui_poll(now_ms())
+        ui_poll(clock.ms)
     return poll
 
 
@@ -113,7 +113,7 @@ def main():
               on_active=lambda active: io.set_interrupt(not active),
               service_button=service_button)
     try:
-        run(ctrl, ticks, sleep, poll=loop_poll(app, ui_hw, ticks))
+        run(ctrl, ticks, sleep, poll=loop_poll(app, ui_hw))
     finally:
         io.set_interrupt(True)
         app.crashed()     # the output is already off (run's handler, or never on)

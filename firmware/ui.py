@@ -3,9 +3,9 @@
 `Ui(ui_hw, app).poll(now_ms)` runs in main's poll, after `app.poll()`. It never blocks
 and, while no button changes, allocates nothing: buttons are plain attribute reads, the
 LED and buzzer patterns are constant tuples played by index. `now_ms` is a wrapping ms
-count: main makes it with `MsClock` from the loop's own µs clock (2**29 period), and
-`time.ticks_ms()` would do as well: times are only compared with `diff()`, modulo 2**29,
-which divides every port's tick period, and every value stays a small int.
+count: main passes the app clock's `ms` (clock.py, 2**29 period), and `time.ticks_ms()`
+would do as well: times are only compared with `clock.ms_diff()`, modulo 2**29, which
+divides every port's tick period, and every value stays a small int.
 
 Buttons act through the host's command path, `app.commands.handle(cmd, fields)`, so
 every prescription, state and permission check applies exactly as for the host; a
@@ -28,7 +28,7 @@ from micropython import const
 
 import session as sm
 from schema import Reject
-from ticks import ticks_diff
+from clock import ms_diff
 
 DEBOUNCE_MS = const(30)      # a level must stay this long to count (contact bounce)
 START_HOLD_MS = const(1000)  # start needs this long a hold; stop acts on the press
@@ -37,14 +37,6 @@ FINE_UA = const(500)         # ... at and below FINE_BELOW_UA
 FINE_BELOW_UA = const(5000)
 COUNTDOWN_MS = const(3000)   # ramp-down countdown: a beep at 3, 2 and 1 s before the end
 _DUTY = const(32768)         # buzzer PWM duty: a square wave
-_MASK = const(0x1FFFFFFF)    # ms counts wrap at 2**29
-_HALF = const(0x10000000)
-
-
-def diff(a, b):
-    """a - b for wrapping ms counts (|a - b| < 2**28 ms, 3 days)."""
-    return ((a - b + _HALF) & _MASK) - _HALF
-
 # ---- patterns: (level, ms, level, ms, ...); ms 0 = hold the level for good -----------
 # LED levels are 0/1, the buzzer's are tones in Hz (0 = silent).
 LED_ON = (1, 0)
@@ -106,29 +98,6 @@ def service_held(ui_hw):
     return pressed(up) and pressed(down)
 
 
-class MsClock:
-    """A wrapping ms count from a µs tick: `now()`; main's UI clock.
-
-    Folds `ticks_diff` of the µs clock (polls less than half its period apart) into ms,
-    wrapping at 2**29 (see `diff`)."""
-
-    def __init__(self, ticks_us):
-        self._ticks = ticks_us
-        self._last = ticks_us()
-        self._us = 0
-        self.ms = 0
-
-    def now(self):
-        t = self._ticks()
-        d = ticks_diff(t, self._last)
-        self._last = t
-        if d > 0:
-            us = self._us + d
-            self.ms = (self.ms + us // 1000) & _MASK
-            self._us = us % 1000
-        return self.ms
-
-
 class _Player:
     """Plays one pattern on one output; `out(level)` drives it."""
 
@@ -158,7 +127,7 @@ class _Player:
         if p is None:
             return
         ms = p[self._i + 1]
-        if ms == 0 or diff(now, self._t) < ms:
+        if ms == 0 or ms_diff(now, self._t) < ms:
             return
         self._t = now
         i = self._i + 2
@@ -195,7 +164,7 @@ class _Button:
             self._raw = raw
             self._since = now
             return 0
-        if raw == self.down or diff(now, self._since) < DEBOUNCE_MS:
+        if raw == self.down or ms_diff(now, self._since) < DEBOUNCE_MS:
             return 0
         self.down = raw
         if raw:
@@ -267,7 +236,7 @@ class Ui:
             self._command("stop", {}, now)
             active = self.app.session_active()
         elif b.down and not b.used and not active \
-                and diff(now, b.t_down) >= START_HOLD_MS:
+                and ms_diff(now, b.t_down) >= START_HOLD_MS:
             b.used = True
             self._command("start", {}, now)
         if self.up_btn.update(now) > 0:

@@ -156,7 +156,7 @@ def test_main_run_serves_the_buttons():
     import sim
     rig = Rig()
     hw = sim.build_ui()
-    poll = main.loop_poll(rig.app, hw, rig.ticks)
+    poll = main.loop_poll(rig.app, hw)
     sleep = _loop(rig)
     hw.btn_start.press()
     main.run(rig.ctrl, rig.ticks, sleep, poll=poll, max_steps=220)      # 1.1 s held
@@ -174,9 +174,9 @@ def test_main_without_a_ui():
     """A board without build_ui: the loop polls the app alone, no service button."""
     import main
     rig = Rig()
-    assert main.loop_poll(rig.app, None, rig.ticks) == rig.app.poll
+    assert main.loop_poll(rig.app, None) == rig.app.poll
     assert ui.service_held(None) is None
     rig.ok("start")
-    main.run(rig.ctrl, rig.ticks, _loop(rig), poll=main.loop_poll(rig.app, None, rig.ticks),
+    main.run(rig.ctrl, rig.ticks, _loop(rig), poll=main.loop_poll(rig.app, None),
              max_steps=200 * 40)
     assert rig.ctrl.session.state == sm.TREAT

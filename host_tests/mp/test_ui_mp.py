@@ -7,6 +7,7 @@ without a UI, and no garbage per poll.
 MicroPython-compatible: run by mptest through host_tests/test_ui.py (CPython, unix, wasm).
 """
 
+import clock
 import main
 import mptest
 import records
@@ -38,8 +39,8 @@ class Dev:
         if with_rx:
             self.rig.store.rx.save(rx())     # (too long for one protocol line)
         self.hw = sim.build_ui() if ui_hw is True else ui_hw
-        self.clock = ui.MsClock(self.rig.ticks)
-        self.ui = ui.Ui(self.hw, self.rig.app, self.clock.now())
+        self.clock = self.rig.app.clock      # what main gives the UI
+        self.ui = ui.Ui(self.hw, self.rig.app, self.clock.ms)
         self.tones = []          # (ms, pattern) each time a new tune starts
         self.led_edges = []      # (ms, level) each time the LED changes
         self._plays = self.ui._buz.plays
@@ -53,8 +54,8 @@ class Dev:
         u = self.ui
         hw = self.hw
         for _ in range(n):
-            rig.step()
-            u.poll(self.clock.now())
+            rig.step()                       # the app's poll updates the clock
+            u.poll(self.clock.ms)
             n = u._buz.plays
             if n != self._plays:
                 self._plays = n
@@ -443,23 +444,25 @@ def test_ms_clock_folds_microseconds():
 
     def ticks():
         return t[0]
-    c = ui.MsClock(ticks)
+    c = clock.Clock(ticks)
     for _ in range(1000):
         t[0] += 1700
-    c.now()
+        c.update()
     assert c.ms == 1700
     for _ in range(3):
         t[0] += 333
-        c.now()
-    assert c.ms == 1700 and c.now() == 1700
+        c.update()
+    assert c.ms == 1700
     t[0] += 1
-    assert c.now() == 1701
-    # the count wraps at 2**29; diff() sees across the wrap
+    c.update()
+    assert c.ms == 1701 and c.uptime_ms() == 1701
+    # the count wraps at 2**29; ms_diff() sees across the wrap
     c.ms = (1 << 29) - 3
     t[0] += 5000
-    assert c.now() == 2
-    assert ui.diff(2, (1 << 29) - 3) == 5 and ui.diff((1 << 29) - 3, 2) == -5
-    assert ui.diff(1000, 0) == 1000
+    c.update()
+    assert c.ms == 2
+    assert clock.ms_diff(2, (1 << 29) - 3) == 5 and clock.ms_diff((1 << 29) - 3, 2) == -5
+    assert clock.ms_diff(1000, 0) == 1000
 
 
 def test_patterns_and_buttons_across_the_wrap():
@@ -487,8 +490,7 @@ def test_no_garbage_per_poll():
         raise mptest.Skip("heap accounting needs MicroPython")
     d = Dev()
     d.treating()
-    clock = d.clock
-    poll = main.with_ui(d.rig.app.poll, d.ui.poll, clock.now)
+    poll = main.with_ui(d.rig.app.poll, d.ui.poll, d.clock)
     step = d.rig.bench.step
     worst = 0
     for _ in range(400):                 # TREAT, LED steady: main's whole poll
@@ -501,7 +503,8 @@ def test_no_garbage_per_poll():
     worst = 0
     while d.state() == sm.RAMP_DOWN:
         step()
-        a = mptest.allocated_by(d.ui.poll, clock.now())
+        d.clock.update()                 # the app's poll does this on the board
+        a = mptest.allocated_by(d.ui.poll, d.clock.ms)
         if a > worst:
             worst = a
     assert worst == 0, worst
