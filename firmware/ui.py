@@ -58,21 +58,21 @@ TONE_ALARM = (2800, 200, 0, 100, 2800, 200, 0, 100, 2800, 200, 0, 700)  # FAULT
 ALARM_REPEAT = const(5)
 
 
+# the LED pattern of each session state, indexed by the state's number (session.NAMES)
+LED_BY_STATE = (LED_SLOW,      # IDLE: ready
+                LED_FAST,      # WAIT_CONTACT: hands in the water
+                LED_ON,        # RAMP_UP      \
+                LED_ON,        # TREAT         } current may flow: steady
+                LED_ON,        # REVERSE      /
+                LED_HALF,      # RAMP_DOWN
+                LED_DONE,      # DONE
+                LED_DOUBLE,    # PAUSED
+                LED_RAPID)     # FAULT
+
+
 def led_pattern(state):
     """The LED pattern of a session state (anything unknown: steady, as for current)."""
-    if state == sm.IDLE:
-        return LED_SLOW
-    if state == sm.WAIT_CONTACT:
-        return LED_FAST
-    if state == sm.RAMP_DOWN:
-        return LED_HALF
-    if state == sm.PAUSED:
-        return LED_DOUBLE
-    if state == sm.DONE:
-        return LED_DONE
-    if state == sm.FAULT:
-        return LED_RAPID
-    return LED_ON                # RAMP_UP, TREAT, REVERSE: current may flow
+    return LED_BY_STATE[state] if 0 <= state < len(LED_BY_STATE) else LED_ON
 
 
 def step_ua(target, up):

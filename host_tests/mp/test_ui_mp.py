@@ -508,3 +508,13 @@ def test_no_garbage_per_poll():
         if a > worst:
             worst = a
     assert worst == 0, worst
+
+
+def test_led_pattern_table_follows_the_session_states():
+    want = {sm.IDLE: ui.LED_SLOW, sm.WAIT_CONTACT: ui.LED_FAST, sm.RAMP_UP: ui.LED_ON,
+            sm.TREAT: ui.LED_ON, sm.REVERSE: ui.LED_ON, sm.RAMP_DOWN: ui.LED_HALF,
+            sm.DONE: ui.LED_DONE, sm.PAUSED: ui.LED_DOUBLE, sm.FAULT: ui.LED_RAPID}
+    assert len(ui.LED_BY_STATE) == len(sm.NAMES) == len(want)
+    for state in want:
+        assert ui.led_pattern(state) is want[state], sm.NAMES[state]
+    assert ui.led_pattern(len(sm.NAMES)) is ui.LED_ON
