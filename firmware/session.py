@@ -15,6 +15,7 @@ from micropython import const
 
 import limits
 import profiles
+from charge import Charge
 from lift import LiftDetector
 from probe import Probe
 
@@ -72,7 +73,7 @@ class Session:
         self.fault_code = 0
         self.polarity = 0
         self.target_ua = 0
-        self._dose = 0
+        self._charge = Charge()
         self._down_q = 1
         self._clear()
 
@@ -88,8 +89,7 @@ class Session:
         self.pause_cause = PAUSE_NONE
         self._pausing = False    # RAMP_DOWN towards a user pause, not the end
         self._paused_ms = 0
-        self.charge_uamin = 0    # delivered charge, µA·min (measured current, enabled)
-        self._charge_acc = 0     # µA·ms not yet a whole µA·min
+        self._charge.clear()     # delivered charge (measured current, output on)
         self.i_min_ua = 0        # current range while in TREAT (0 = not yet)
         self.i_max_ua = 0
         self.i_ua = 0            # last measured current (for remaining_ms)
@@ -116,7 +116,7 @@ class Session:
         self._up_q = (p.target_ua << _Q) // up_ms           # setpoint rise per ms
         self._down_q = (p.target_ua << _Q) // (p.ramp_down_s * 1000)
         self._down_timeout_ms = p.ramp_down_s * 1000 + limits.RAMP_DOWN_GRACE_MS
-        self._dose = p.dose_uamin if p.mode == profiles.MODE_DOSE else 0
+        self._charge.dose_uamin = p.dose_uamin if p.mode == profiles.MODE_DOSE else 0
         self.polarity = 0
         self.end_reason = END_NONE
         self.fault_code = 0
@@ -136,14 +136,15 @@ class Session:
         present current (the target while the current is below 1 mA)."""
         if self.state == IDLE or self.state == DONE or self.state == FAULT:
             return 0
-        if self._dose:
-            left = self._dose - self.charge_uamin
-            if left <= 0:
-                return 0
-            i = self.i_ua if self.i_ua >= 1000 else self.target_ua
-            return left * 60 * 1000 // i     # outside the step: may be a bigint
+        if self._charge.dose_uamin:
+            return self._charge.remaining_ms(self.i_ua if self.i_ua >= 1000 else self.target_ua)
         left = self.duration_ms - self.elapsed_ms
         return left if left > 0 else 0
+
+    @property
+    def charge_uamin(self):
+        """Delivered charge so far, µA·min."""
+        return self._charge.uamin
 
     def ramp_left_ms(self):
         """Time until RAMP_DOWN ends (the setpoint at the probe level, where the output
@@ -206,10 +207,7 @@ class Session:
         self.state_ms += dt_ms
         self.i_ua = i_ua
         if self.enable and i_ua > 0:
-            acc = self._charge_acc + i_ua * dt_ms
-            n = acc // 60000
-            self.charge_uamin += n
-            self._charge_acc = acc - n * 60000
+            self._charge.add(i_ua, dt_ms)
         if s == TREAT:
             if i_ua > self.i_max_ua:
                 self.i_max_ua = i_ua
@@ -240,10 +238,10 @@ class Session:
             return
         if self.elapsed_ms >= self.duration_ms:
             # dose mode: the longest allowed time ran out before the dose was delivered
-            self.end_reason = END_DOSE_SHORT if self._dose else END_COMPLETED
+            self.end_reason = END_DOSE_SHORT if self._charge.dose_uamin else END_COMPLETED
             self._go(RAMP_DOWN)
             return
-        if self._dose and self._dose_due():
+        if self._charge.dose_uamin and self._dose_due():
             self.end_reason = END_DOSE
             self._go(RAMP_DOWN)
             return
@@ -290,16 +288,12 @@ class Session:
         level) x ramp time / 2, the ramp being linear) has reached the dose. µA·ms
         products stay small ints: a ramp is at most 222 s (slope set by a 1 mA target over
         60 s, target raised to 4 mA), its charge <= 4300 x 222000 / 2 µA·ms (7958 µA·min),
-        and the exact comparison runs only once less than that + 2 µA·min is left
+        and Charge.reached compares exactly only once less than that + 2 µA·min is left
         (7960 x 60000 < 2**30)."""
         sp = self.sp_ua
         q = self._sp_q - _END_Q
         ramp_ms = q // self._down_q if q > 0 else 0
-        ramp_uams = (sp + limits.PROBE_UA) * ramp_ms >> 1
-        left = self._dose - self.charge_uamin       # µA·min still to deliver
-        if left > ramp_uams // 60000 + 2:
-            return False
-        return left * 60000 - self._charge_acc <= ramp_uams
+        return self._charge.reached((sp + limits.PROBE_UA) * ramp_ms >> 1)
 
     def _reverse_off(self, dt_ms, i_ua, v_mv):
         """REVERSE after the ramp down: dead time, flip (output off), probe, re-ramp."""

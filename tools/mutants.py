@@ -42,7 +42,7 @@ MUTANTS = [
     ("integrates while limited", "firmware/regulator.py", "if u == raw and not limited:", "if u == raw:", T + " " + P + " " + R),
     ("duration range 5-30 min -> 1-30 min", "firmware/limits.py", "MIN_DURATION_S = const(300)", "MIN_DURATION_S = const(60)", T),
     ("sensor check while disabled off", "firmware/safety.py", "if i_ua > limits.DISABLED_MAX_UA:", "if False:", T),
-    ("dose: no ramp-down anticipation", "firmware/session.py", "return left * 60000 - self._charge_acc <= ramp_uams", "return left * 60000 - self._charge_acc <= 0", M),
+    ("dose: no ramp-down anticipation", "firmware/charge.py", "return left * _UAMS_PER_UAMIN - self._acc <= ramp_uams", "return left * _UAMS_PER_UAMIN - self._acc <= 0", M),
     ("pulsed: no peak clamp", "firmware/controller.py", "peak_top = limits.CEILING_UA * d // 100", "peak_top = top", M),
     ("pulsed: no peak check in the monitor", "firmware/safety.py", "elif i_ua > self.trip_ua or i_ua * 100 > limits.TRIP_ABS_UA * hal.duty_pct:", "elif i_ua > self.trip_ua:", M),
     ("set_target: trip lowered at once", "firmware/controller.py", "if trip >= self.safety.trip_ua:", "if True:", M),

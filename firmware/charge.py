@@ -1,0 +1,43 @@
+"""Delivered charge of a session, and in dose mode the dose it must reach.
+
+Integer only: each step's µA·ms go into whole µA·min (`uamin`) plus a remainder below
+one µA·min, so every value stays a small int on a 32-bit board and a step allocates
+nothing. The session adds the measured current while the output is on (a pause
+delivers nothing) and asks `reached()` whether its ramp down must start now for the
+total, ramp included, to land on the dose.
+"""
+
+from micropython import const
+
+_UAMS_PER_UAMIN = const(60000)
+
+
+class Charge:
+    def __init__(self):
+        self.dose_uamin = 0      # 0: not dose mode
+        self.clear()
+
+    def clear(self):
+        self.uamin = 0           # delivered, µA·min
+        self._acc = 0            # µA·ms not yet a whole µA·min
+
+    def add(self, i_ua, dt_ms):
+        acc = self._acc + i_ua * dt_ms
+        n = acc // _UAMS_PER_UAMIN
+        self.uamin += n
+        self._acc = acc - n * _UAMS_PER_UAMIN
+
+    def reached(self, ramp_uams):
+        """The charge plus `ramp_uams` (what a ramp down from now would still deliver) has
+        reached the dose. Small ints: the caller keeps `ramp_uams` below 2**30, and the
+        exact comparison runs only once less than that + 2 µA·min is left."""
+        left = self.dose_uamin - self.uamin            # µA·min still to deliver
+        if left > ramp_uams // _UAMS_PER_UAMIN + 2:
+            return False
+        return left * _UAMS_PER_UAMIN - self._acc <= ramp_uams
+
+    def remaining_ms(self, i_ua):
+        """Time to deliver the rest of the dose at `i_ua` (> 0). Outside the step: the
+        product may be a bigint."""
+        left = self.dose_uamin - self.uamin
+        return left * 60000 // i_ua if left > 0 else 0
