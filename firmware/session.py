@@ -18,6 +18,7 @@ import profiles
 from charge import Charge
 from lift import LiftDetector
 from probe import Probe
+from ramp import Ramp
 
 IDLE = const(0)
 WAIT_CONTACT = const(1)
@@ -55,13 +56,6 @@ _REV_DOWN = const(0)
 _REV_DEAD = const(1)
 _REV_PROBE = const(2)
 
-_Q = const(10)                 # setpoint fixed point: µA << 10
-# A ramp down ends (output cut) once the setpoint is at the probe level: below it the
-# current cannot be told from an open circuit or a dead source (an uncalibrated source
-# offset of -100 µA made the monitor's plausibility check trip at the bottom of every
-# ramp down), and cutting 300 µA is the probe's own step.
-_END_Q = const(300 << 10)      # limits.PROBE_UA << _Q
-
 
 class Session:
     def __init__(self, compliance_mv):
@@ -74,13 +68,12 @@ class Session:
         self.polarity = 0
         self.target_ua = 0
         self._charge = Charge()
-        self._down_q = 1
+        self._ramp = Ramp()      # the setpoint while current flows (ramp.py)
         self._clear()
 
     def _clear(self):
-        self.sp_ua = 0
-        self._sp_q = 0           # effective setpoint (what the regulator is asked for)
-        self._nom_q = 0          # nominal ramp: where the setpoint would be unhindered
+        self.sp_ua = 0           # the setpoint: the ramp's, or the contact probe's
+        self._ramp.zero()
         self.enable = False
         self.elapsed_ms = 0      # treatment timer (runs in RAMP_UP, TREAT, REVERSE)
         self.state_ms = 0        # time in the current state
@@ -113,8 +106,7 @@ class Session:
         up_ms = p.ramp_up_s * 1000
         if up_ms < limits.MIN_RAMP_MS:
             up_ms = limits.MIN_RAMP_MS
-        self._up_q = (p.target_ua << _Q) // up_ms           # setpoint rise per ms
-        self._down_q = (p.target_ua << _Q) // (p.ramp_down_s * 1000)
+        self._ramp.configure(p.target_ua, up_ms, p.ramp_down_s * 1000)
         self._down_timeout_ms = p.ramp_down_s * 1000 + limits.RAMP_DOWN_GRACE_MS
         self._charge.dose_uamin = p.dose_uamin if p.mode == profiles.MODE_DOSE else 0
         self.polarity = 0
@@ -149,10 +141,7 @@ class Session:
     def ramp_left_ms(self):
         """Time until RAMP_DOWN ends (the setpoint at the probe level, where the output
         is cut); 0 in any other state."""
-        if self.state != RAMP_DOWN:
-            return 0
-        left = self._sp_q - _END_Q
-        return left // self._down_q if left > 0 else 0
+        return self._ramp.left_ms() if self.state == RAMP_DOWN else 0
 
     def stop(self):
         """The user's stop: ramp down from wherever current flows; end otherwise."""
@@ -219,7 +208,7 @@ class Session:
             self._paused(dt_ms, i_ua, v_mv)
         elif s == RAMP_DOWN:
             if self._open(i_ua, v_mv) or self.state_ms > self._down_timeout_ms \
-                    or self._ramp(-self._down_q * dt_ms, 0) <= _END_Q:
+                    or self._ramp_down(dt_ms):
                 if self._pausing:
                     self._pausing = False
                     self._pause(PAUSE_USER)
@@ -241,59 +230,31 @@ class Session:
             self.end_reason = END_DOSE_SHORT if self._charge.dose_uamin else END_COMPLETED
             self._go(RAMP_DOWN)
             return
-        if self._charge.dose_uamin and self._dose_due():
+        if self._charge.dose_uamin and self._charge.reached(self._ramp.down_uams()):
             self.end_reason = END_DOSE
             self._go(RAMP_DOWN)
             return
         if s == REVERSE:   # phase DOWN: ramp to zero, then the dead time
-            self._nom_q = 0
-            if self._ramp(-self._down_q * dt_ms, 0) <= _END_Q:
+            if self._ramp_down(dt_ms):
                 self._phase = _REV_DEAD
                 self.state_ms = 0
                 self.enable = False
-                self._sp_q = 0
+                self._ramp.zero()
                 self.sp_ua = 0
             return
         if self._lift.lifted(dt_ms, i_ua, v_mv, self.sp_ua):
             self._pause(PAUSE_LIFT)
             return
-        if limited:
-            # Bumpless: never ask for more than flows now plus a little, so the
-            # current re-ramps (not jumps) when the load lets it through again.
-            cap = (i_ua + 300) << _Q
-            if self._sp_q > cap:
-                self._sp_q = cap if cap > 0 else 0
-        # The nominal ramp runs on; the effective setpoint follows it at the ramp slope.
-        # A lowered target (set_target) brings it down at the ramp-down slope.
-        up = self._up_q * dt_ms
-        top = self.target_ua << _Q
-        nom = self._nom_q
-        if nom > top:
-            nom -= self._down_q * dt_ms
-            self._nom_q = nom if nom > top else top
-        else:
-            nom += up
-            self._nom_q = nom if nom < top else top
-        self._ramp(up, self._nom_q)
-        if s == RAMP_UP and self._nom_q >= top:
+        r = self._ramp
+        there = r.toward(dt_ms, self.target_ua, limited, i_ua)
+        self.sp_ua = r.ua
+        if s == RAMP_UP and there:
             self._go(TREAT)     # the ramp is over even if the load holds the current lower
         elif s == TREAT and self.profile.reverse and not self._reversed \
                 and self.elapsed_ms >= self.duration_ms >> 1:
             self._reversed = True
             self._phase = _REV_DOWN
             self._go(REVERSE)
-
-    def _dose_due(self):
-        """Dose mode: charge + the ramp down's expected charge ((setpoint + its end
-        level) x ramp time / 2, the ramp being linear) has reached the dose. µA·ms
-        products stay small ints: a ramp is at most 222 s (slope set by a 1 mA target over
-        60 s, target raised to 4 mA), its charge <= 4300 x 222000 / 2 µA·ms (7958 µA·min),
-        and Charge.reached compares exactly only once less than that + 2 µA·min is left
-        (7960 x 60000 < 2**30)."""
-        sp = self.sp_ua
-        q = self._sp_q - _END_Q
-        ramp_ms = q // self._down_q if q > 0 else 0
-        return self._charge.reached((sp + limits.PROBE_UA) * ramp_ms >> 1)
 
     def _reverse_off(self, dt_ms, i_ua, v_mv):
         """REVERSE after the ramp down: dead time, flip (output off), probe, re-ramp."""
@@ -349,8 +310,7 @@ class Session:
         if state == WAIT_CONTACT or state == PAUSED or state == DONE or state == FAULT:
             self.enable = False
             self.sp_ua = 0
-            self._sp_q = 0
-            self._nom_q = 0
+            self._ramp.zero()
 
     def _end(self, reason):
         self.end_reason = reason
@@ -364,21 +324,18 @@ class Session:
 
     def _start_ramp(self):
         """Ramp from zero (the first ramp, after a pause, after a reversal)."""
-        self._sp_q = limits.PROBE_UA << _Q
-        self._nom_q = self._sp_q
+        self._ramp.start(limits.PROBE_UA)
         self.sp_ua = limits.PROBE_UA
         self.enable = True
         self._lift.reset()
         self._go(RAMP_UP)
 
-    def _ramp(self, delta_q, limit_q):
-        """Move the setpoint by delta_q towards limit_q; return the new setpoint (Q)."""
-        sp = self._sp_q + delta_q
-        if (delta_q > 0 and sp > limit_q) or (delta_q < 0 and sp < limit_q):
-            sp = limit_q
-        self._sp_q = sp
-        self.sp_ua = sp >> _Q
-        return sp
+    def _ramp_down(self, dt_ms):
+        """One step of a ramp down; True once it reached the end level (cut there)."""
+        r = self._ramp
+        done = r.down(dt_ms)
+        self.sp_ua = r.ua
+        return done
 
     def _open(self, i_ua, v_mv):
         return i_ua < limits.OPEN_UA and v_mv >= self._open_mv
