@@ -53,7 +53,7 @@ def board():
 
 def treatment_errors(vb):
     """{target mA: true current error %} of closed-loop DC sessions, on the plant's truth."""
-    meter = SimMeter(str(vb.flash / "meter.json"), timeout=60)
+    meter = SimMeter(vb.meter_path(), timeout=60)
     out = {}
     with Client(vb.port, timeout=5) as dev:
         cli.identify(dev, timeout=60)          # the board may still be booting
@@ -77,7 +77,7 @@ def treatment_errors(vb):
 def test_calibration_brings_the_treatment_error_under_half_a_percent(board, tmp_path):
     before = treatment_errors(board)
     assert max(abs(e) for e in before.values()) > 4.0, before   # the unit is off by ~5 %
-    scpi = ScpiMeter(str(board.flash / "meter.json"), timeout=60).start()
+    scpi = ScpiMeter(board.meter_path(), timeout=60).start()
     try:
         r = run_tool("calibrate", "--vboard", board.name, "--meter", "visa:" + scpi.resource,
                      "--load-ohm", "1000", "--code", CODE, "--tech", "pytest", "--yes",

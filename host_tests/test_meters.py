@@ -91,3 +91,10 @@ def test_manual_meter_asks_again_on_bad_input():
 def test_open_meter_refuses_unknown_specs():
     with pytest.raises(meters.MeterError, match="unknown meter"):
         meters.open_meter("dmm")
+
+
+def test_the_host_and_the_sim_board_name_the_same_files():
+    import tools.paths  # noqa: F401  (boards/ on sys.path)
+    import sim
+    from tools.vboard import control
+    assert control.METER_FILE == sim.METER_FILE and control.CONTROL_FILE == sim.CONTROL_FILE

@@ -183,6 +183,18 @@ def run_session(rig, **start):
     rig.step(2)
 
 
+def stopped_with_the_log_write_failing():
+    """A session stopped in TREAT whose log write fails (once): its record is pending."""
+    rig = Rig(skin_ohm=800.0)
+    rig.ok("start", target_ua=8000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    rig.fs.fail_after(0)
+    rig.ok("stop")
+    assert rig.until(sm.DONE, 30)
+    rig.step(2)
+    return rig
+
+
 def test_a_completed_session_is_logged_from_the_poll_with_the_output_off():
     rig = Rig(skin_ohm=800.0)
     rig.ok("time_set", epoch=1750000000)
@@ -243,13 +255,7 @@ def test_stopped_and_faulted_sessions_are_logged():
 
 
 def test_log_write_failure_is_retried_and_nothing_is_lost():
-    rig = Rig(skin_ohm=800.0)
-    rig.ok("start", target_ua=8000, duration_s=300)
-    assert rig.until(sm.TREAT, 60)
-    rig.fs.fail_after(0)
-    rig.ok("stop")
-    assert rig.until(sm.DONE, 30)
-    rig.step(2)
+    rig = stopped_with_the_log_write_failing()
     assert rig.app.log_errors == 1 and rig.ok("status")["log_pending"] == 1
     rig.seconds(1.1)
     assert rig.ok("status")["log_pending"] == 0 and rig.store.log.read(1)["end"] == sm.END_STOPPED
@@ -316,13 +322,7 @@ def test_a_record_in_the_wrong_slot_is_not_trusted():
 
 
 def test_a_pending_record_waits_while_the_next_session_carries_current():
-    rig = Rig(skin_ohm=800.0)
-    rig.ok("start", target_ua=8000, duration_s=300)
-    assert rig.until(sm.TREAT, 60)
-    rig.fs.fail_after(0)
-    rig.ok("stop")
-    assert rig.until(sm.DONE, 30)
-    rig.step(2)
+    rig = stopped_with_the_log_write_failing()
     assert rig.ok("status")["log_pending"] == 1
     rig.ok("start", target_ua=8000, duration_s=300)        # at once: the write is still due
     writes = []

@@ -105,15 +105,13 @@ def fit(points, i_fs_ua, v_fs_mv, ref_fs_ua):
     for c in chans.values():
         # judge the worst point relative to its tolerance (one bad reading pulls the line
         # towards itself, so a neighbour may also be off; the worst is the one to blame)
-        ratios = [abs(r) / max(abs(y) * TOL_PCT / 100.0, TOL_UA)
-                  for r, y in zip(c.residuals, c.ys)]
+        ratios = [abs(r) / _tolerance(y) for r, y in zip(c.residuals, c.ys)]
         k = max(range(len(ratios)), key=lambda j: ratios[j])
         if ratios[k] > 1.0:
             r = c.residuals[k]
-            tol = max(abs(c.ys[k]) * TOL_PCT / 100.0, TOL_UA)
             raise FitError("%s: point %d (%.0f %s) is off the line by %.1f %s (> %.1f): "
                            "a bad reading or an unstable load; repeat the calibration"
-                           % (c.name, k + 1, c.ys[k], c.unit, r, c.unit, tol))
+                           % (c.name, k + 1, c.ys[k], c.unit, r, c.unit, _tolerance(c.ys[k])))
     return chans
 
 
@@ -122,6 +120,11 @@ def calibration(chans):
     return {"i_gain": chans["current"].gain, "i_offset": chans["current"].offset,
             "v_gain": chans["voltage"].gain, "v_offset": chans["voltage"].offset,
             "r_gain": chans["reference"].gain, "r_offset": chans["reference"].offset}
+
+
+def _tolerance(y):
+    """The largest residual allowed at reference reading `y` (µA or mV)."""
+    return max(abs(y) * TOL_PCT / 100.0, TOL_UA)
 
 
 def _gain(name, g):

@@ -22,6 +22,7 @@ Exit status: 0 calibrated and verified, 1 refused or failed (old calibration kep
 2 no device, 130 interrupted.
 """
 
+import argparse
 import datetime
 import os
 import sys
@@ -55,9 +56,8 @@ def _sleep(s):
 class Calibration:
     """One calibration run on a connected, identified device."""
 
-    def __init__(self, dev, ident, meter, load_ohm, say=print, point_timeout=120.0):
+    def __init__(self, dev, meter, load_ohm, say=print, point_timeout=120.0):
         self.dev = dev
-        self.ident = ident
         self.meter = meter
         self.load_ohm = load_ohm
         self.say = say
@@ -90,8 +90,7 @@ class Calibration:
                                        s.get("end") or st, nominal_ua / 1000.0))
             if s["n"] >= N_MIN:
                 return s
-            if st != last:
-                last = st
+            last = st
             self.sleep(0.2)
         raise cli.CliError("the board did not hold %.1f mA steadily within %.0f s (state %s)"
                            % (nominal_ua / 1000.0, self.point_timeout, last))
@@ -227,10 +226,10 @@ def job(ns, dev, ident, meter=None, now=None, say=print):
     say("Calibrating %s" % cli.board_text(ident))
     if meter is None:
         sim_path = None
-        if ns.meter.startswith("sim"):
+        if ns.meter == "sim" or ns.meter.startswith("sim:"):
             from tools.vboard import VirtualBoard
             vb = VirtualBoard(ns.meter[4:] or ns.vboard)
-            sim_path = str(vb.flash / "meter.json")
+            sim_path = vb.meter_path()
             vb.set_load(meter=True)
         try:
             meter = open_meter(ns.meter, sim_path)
@@ -248,8 +247,8 @@ def job(ns, dev, ident, meter=None, now=None, say=print):
     if ns.meter == "manual" and not ns.yes:
         input("Connect the %.0f ohm load resistor with the meter in series (mA range), "
               "then press Enter (Ctrl-C aborts) " % ns.load_ohm)
-    cal_run = Calibration(dev, ident, meter, ns.load_ohm, say=say)
-    written = False
+    cal_run = Calibration(dev, meter, ns.load_ohm, say=say)
+    unverified = False          # written but not yet verified: an interruption restores
     try:
         say("Measuring %d points (each holds about 2 s once steady):" % len(ns.points))
         points = cal_run.run_points(ns.points)
@@ -261,13 +260,13 @@ def job(ns, dev, ident, meter=None, now=None, say=print):
         say("Fit: " + ", ".join("%s %d" % (k, cal[k]) for k in sorted(cal)))
         write_calibration(dev, cal, ns.tech, ns.meter_id or meter.describe(),
                           when.strftime("%Y-%m-%d"))
-        written = True
+        unverified = True
         say("Written and read back. Verifying:")
         verify = cal_run.verify(cal, ns.verify)
+        unverified = False
         passed = all(v["ok"] for v in verify)
         if not passed:
             _restore(dev, old_cal, say)
-            written = False
         os.makedirs(ns.out, exist_ok=True)
         base = os.path.join(ns.out, calreport.base_name(ident.get("uid"), when))
         info = {"date": when.strftime("%Y-%m-%d %H:%M"), "technician": ns.tech,
@@ -281,15 +280,16 @@ def job(ns, dev, ident, meter=None, now=None, say=print):
         say("Report: %s.txt and %s.png" % (base, base))
         if not passed:
             raise cli.CliError("verification failed: the old calibration is back in place")
-        written = False
         return cli.EXIT_OK
     except BaseException:
         _safe(cal_run.stop)
-        if written:
+        if unverified:
             _restore(dev, old_cal, say)
         raise
     finally:
         _safe(lambda: dev.request("service_exit"))
+        if hasattr(meter, "close"):
+            _safe(meter.close)
 
 
 def _restore(dev, old_cal, say):
@@ -311,9 +311,9 @@ def _points(text):
     try:
         pts = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise cli.argparse.ArgumentTypeError("points: comma-separated mA values")
+        raise argparse.ArgumentTypeError("points: comma-separated mA values")
     if len(pts) < 1 or any(not 1.0 <= p <= 25.0 for p in pts):
-        raise cli.argparse.ArgumentTypeError("points must be within 1..25 mA")
+        raise argparse.ArgumentTypeError("points must be within 1..25 mA")
     return pts
 
 

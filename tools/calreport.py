@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tools.calfit import TOL_PCT, TOL_UA  # noqa: E402
+from tools.trace_plot import save_png  # noqa: E402
 
 
 def base_name(uid, when):
@@ -89,5 +90,4 @@ def plot(path, ident, points, chans, when):
     fig.suptitle("Calibration of board %s (uid %s), %s" % (
         ident.get("board"), ident.get("uid"), when.strftime("%Y-%m-%d %H:%M")))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)

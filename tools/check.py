@@ -13,14 +13,13 @@ file matches does the second run firmware code: the calibration check and
 happens). A board whose files do not match its manifest never runs its self test.
 """
 
-import argparse
 import hashlib
 import json
 import sys
 import time
 
 from tools import manifest as mf
-from tools.flash import PROBE_TIMEOUT, Refused, probe
+from tools.flash import PROBE_TIMEOUT, Refused, parser, probe
 from tools.remote import RemoteError, exec_json, mpremote_argv
 
 EXIT_OK = 0
@@ -215,14 +214,8 @@ def format_table(rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.check", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--port", default=None, help="serial port or URL (default: the virtual board)")
-    ap.add_argument("--vboard", default="sim", help="name of the virtual board (default sim)")
+    ap = parser("python -m tools.check", __doc__)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead")
-    ap.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT,
-                    help="seconds the board has to answer the first call (default %g)"
-                    % PROBE_TIMEOUT)
     ns = ap.parse_args(argv)
     t0 = time.monotonic()
     rows, status = check(ns.port, ns.vboard, probe_timeout=ns.probe_timeout)

@@ -256,12 +256,6 @@ def guarded(fn, *args, err=None, **kw):
         return EXIT_FAILED
 
 
-def _link_errors():
-    """The exceptions a broken or misbehaving link raises (for tools that want to finish
-    their files before reporting one)."""
-    return (ClientError, OSError, _serial_error())
-
-
 def _serial_error():
     try:
         import serial
@@ -271,8 +265,7 @@ def _serial_error():
 
 
 def _reason(e):
-    text = str(e) or type(e).__name__
-    return text
+    return str(e) or type(e).__name__
 
 
 def _say(stream, text):
@@ -283,4 +276,6 @@ def _say(stream, text):
         pass
 
 
-LINK_ERRORS = _link_errors()
+# the exceptions a broken or misbehaving link raises (for tools that want to finish their
+# files before reporting one)
+LINK_ERRORS = (ClientError, OSError, _serial_error())

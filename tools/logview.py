@@ -264,15 +264,8 @@ def figure_log(records, summary, title="Treatment log", subtitle=""):
 
 def plot_log(records, summary, path, title="Treatment log", subtitle=""):
     """Write figure_log() as a PNG (matplotlib Agg); returns `path`."""
-    import matplotlib.pyplot as plt
-    fig = figure_log(records, summary, title, subtitle)
-    try:
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    from tools.trace_plot import save_png
+    return save_png(figure_log(records, summary, title, subtitle), path)
 
 
 # ---- command line -----------------------------------------------------------------------------------
@@ -323,8 +316,8 @@ def run(ns, dev, ident, out, err, now=None):
         out.write(table(records) + "\n\n")
     else:
         out.write("(no sessions)\n\n")
-    out.write("adherence%s\n" % (" (whole log)" if since is not None else "") + "\n".join("  " + ln for ln in
-                                        format_adherence(summary).splitlines()) + "\n")
+    out.write("adherence%s\n" % (" (whole log)" if since is not None else ""))
+    out.write("".join("  %s\n" % ln for ln in format_adherence(summary).splitlines()))
     for n in notes:
         out.write("note: %s\n" % n)
     if ns.csv:

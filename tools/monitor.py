@@ -172,7 +172,6 @@ class Recorder:
 
     def __init__(self, path=None):
         self.rows = []
-        self.path = path
         self.file = None
         self.writer = None
         if path:
@@ -461,15 +460,8 @@ def _nan(values):
 
 def plot_record(rows, path, title="Treatment monitor", subtitle=""):
     """Write figure_record() as a PNG (matplotlib Agg); returns `path`."""
-    import matplotlib.pyplot as plt
-    fig = figure_record(rows, title, subtitle)
-    try:
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    from tools.trace_plot import save_png
+    return save_png(figure_record(rows, title, subtitle), path)
 
 
 # ---- command line ------------------------------------------------------------------------------

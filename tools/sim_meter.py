@@ -102,7 +102,7 @@ def main(argv=None):
         print("error: virtual board %s is not running (make sim)" % ns.vboard, file=sys.stderr)
         return 2
     vb.set_load(meter=True)
-    m = ScpiMeter(str(vb.flash / "meter.json")).start()
+    m = ScpiMeter(vb.meter_path()).start()
     print(m.resource, flush=True)
     try:
         while True:

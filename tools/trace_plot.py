@@ -31,6 +31,16 @@ CARRYING = ("RAMP_UP", "TREAT", "REVERSE", "RAMP_DOWN")   # states driving treat
 MAX_POINTS = 12000       # above this, lines are drawn from a min/max envelope per bucket
 
 
+def save_png(fig, path, dpi=100):
+    """Write `fig` to `path` as a PNG (creating its folder), close it; returns `path`."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def _envelope(t, y, max_points=MAX_POINTS):
     """Thin (t, y) for drawing while keeping every bucket's min and max (spikes stay)."""
     n = len(t)
@@ -213,9 +223,7 @@ def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, e
     if subtitle:
         fig.text(0.5, 0.935, subtitle, ha="center", fontsize=9, color="#444444")
     fig.subplots_adjust(left=0.1, right=0.98, top=0.915, bottom=0.06)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def read_csv(path):

@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = REPO_ROOT / "build" / "vboard"
 DEFAULT_NAME = "sim"
 CONTROL_FILE = "plant.json"     # boards/sim.py CONTROL_FILE
+METER_FILE = "meter.json"       # boards/sim.py METER_FILE (with "meter": true)
 
 
 class BoardError(RuntimeError):
@@ -138,6 +139,10 @@ class VirtualBoard:
             return json.loads((self.flash / CONTROL_FILE).read_text())
         except (OSError, ValueError):
             return {}
+
+    def meter_path(self):
+        """The board's bench-meter file (the plant's true current, boards/sim.py)."""
+        return str(self.flash / METER_FILE)
 
     def set_load(self, **settings):
         """Merge settings (contact, skin_ohm, speed, ...) into the control file, atomically."""
