@@ -26,7 +26,7 @@ from tools import cli  # noqa: E402
 from tools.client import Client  # noqa: E402
 from tools.meters import SimMeter  # noqa: E402
 from tools.sim_meter import ScpiMeter  # noqa: E402
-from tools.vboard import STATE_ROOT, VirtualBoard  # noqa: E402
+from emulators.vboard import STATE_ROOT, VirtualBoard  # noqa: E402
 
 UNIT_ERRORS = {"source_gain_error": 0.05, "source_offset_ua": 100.0,
                "adc_i_gain_error": 0.05, "adc_i_offset_lsb": 100.0 * 4096 / 33000,

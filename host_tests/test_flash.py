@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 from test_virtual_board import require_tools  # noqa: E402
 from tools import manifest as mf  # noqa: E402
 from tools.remote import mpremote  # noqa: E402
-from tools.vboard import STATE_ROOT, VirtualBoard  # noqa: E402
+from emulators.vboard import STATE_ROOT, VirtualBoard  # noqa: E402
 
 TOOL_TIMEOUT = 180.0
 
@@ -219,7 +219,7 @@ def test_refusals_exit_2_and_leave_the_board_untouched(board):
 
 
 def test_a_short_treatment_runs_on_the_board_and_is_watched_from_the_host(board):
-    from tools.vboard.session import run_session
+    from emulators.vboard.session import run_session
     assert run_tool("flash", "--vboard", board.name).returncode == 0
     res = run_session(board, target_ma=10.0, duration_s=300, ramp_up_s=10, ramp_down_s=5,
                       stop_after_s=12, speed=0, load={"skin_ohm": 1500.0})
@@ -240,7 +240,7 @@ def test_a_short_treatment_runs_on_the_board_and_is_watched_from_the_host(board)
 def test_a_short_treatment_through_the_host_protocol_and_main_py(board):
     if not ((ROOT / "tools" / "client.py").exists() and (ROOT / "firmware" / "protocol.py").exists()):
         pytest.skip("the host line protocol (firmware/protocol.py, tools/client.py) is not here")
-    from tools.vboard.session import run_session_protocol
+    from emulators.vboard.session import run_session_protocol
     assert run_tool("flash", "--vboard", board.name).returncode == 0
     res = run_session_protocol(board, target_ma=10.0, duration_s=300, ramp_up_s=30,
                                ramp_down_s=15, stop_after_s=35, speed=20,

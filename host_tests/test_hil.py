@@ -31,7 +31,7 @@ def board_name():
     from test_virtual_board import require_tools
     require_tools()
     from tools import manifest as mf
-    from tools.vboard import find_by_port
+    from emulators.vboard import find_by_port
     dry_run = BOARD == "sim" and find_by_port(PORT) is not None   # rehearsal on a virtual board
     if BOARD not in mf.boards() or (BOARD == "sim" and not dry_run):
         pytest.fail("set BOARD to the real board's file (%s), e.g. make test-hil PORT=%s "

@@ -179,7 +179,7 @@ def test_command_line_exit_2_for_a_missing_port():
 def test_end_to_end_log_on_a_virtual_board(tmp_path):
     import shutil
     from test_virtual_board import require_tools
-    from tools.vboard import STATE_ROOT, VirtualBoard
+    from emulators.vboard import STATE_ROOT, VirtualBoard
     require_tools()
     name = "pytest-log-%d" % os.getpid()
     vb = VirtualBoard(name)

@@ -96,5 +96,5 @@ def test_open_meter_refuses_unknown_specs():
 def test_the_host_and_the_sim_board_name_the_same_files():
     import tools.paths  # noqa: F401  (boards/ on sys.path)
     import sim
-    from tools.vboard import control
+    from emulators.vboard import control
     assert control.METER_FILE == sim.METER_FILE and control.CONTROL_FILE == sim.CONTROL_FILE

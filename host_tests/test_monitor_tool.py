@@ -427,7 +427,7 @@ def vboard():
     """A virtual board of this module (under build/vboard so the tools find it by name)."""
     import shutil
     from test_virtual_board import require_tools
-    from tools.vboard import STATE_ROOT, VirtualBoard
+    from emulators.vboard import STATE_ROOT, VirtualBoard
     require_tools()
     name = "pytest-mon-%d" % os.getpid()
     vb = VirtualBoard(name)

@@ -1,4 +1,4 @@
-"""The virtual board (tools/virtual_board.py, tools/vboard/) driven by the real mpremote,
+"""The virtual board (tools/virtual_board.py, emulators/vboard/) driven by the real mpremote,
 and the sim board's clock and control file (boards/sim.py).
 
 The board under test is the MicroPython unix port behind a pseudo-terminal; every
@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 from mpvm_pytest import in_ci  # noqa: E402
 from tools.mpvm import available  # noqa: E402
 from tools.remote import mpremote  # noqa: E402
-from tools.vboard import VirtualBoard  # noqa: E402
+from emulators.vboard import VirtualBoard  # noqa: E402
 
 T = 30.0        # timeout of one mpremote call (generous: loaded machines)
 
@@ -182,7 +182,7 @@ def test_ctrl_c_reaches_a_busy_main_loop_and_raw_paste_code(clean_flash):
         ser.expect(b"R\x01")               # supported; a 2-byte window size follows
         ser.write(b"while True:\n    pass\n\x04")
         ser.expect(b"\x04")                 # end of data acknowledged: the code runs
-        from tools.vboard.daemon import _catches_sigint
+        from emulators.vboard.daemon import _catches_sigint
         vm = vb.state()["vm_pid"]
         wait_for(lambda: _catches_sigint(vm), what="the code to run")
         ser.write(b"\x03")                  # the terminal stays raw: this must become SIGINT

@@ -229,10 +229,21 @@ class Plant:
         self.pulse_peak_ua = max(on0 if on else 0.0, i_on)
         self.peak_ua = max(self.pulse_peak_ua, peak)
         self.v_load = v
-        self.i_code = self._adc(i1, self.i_fs_ua, self.adc_i_gain_error, self.adc_i_offset_lsb,
-                                f.get("adc_stuck_low"), f.get("adc_stuck_high"))
-        self.v_code = self._adc(v * 1000.0, self.v_fs_mv, self.adc_v_gain_error,
-                                self.adc_v_offset_lsb, f.get("v_stuck_low"), f.get("v_stuck_high"))
+        self.i_code = self.sample_i_code()
+        self.v_code = self.sample_v_code()
+
+    def sample_i_code(self):
+        """A new sample (fresh noise) of the current ADC at the end of the last step, as
+        read_u16() returns it. The emulated Pico takes one per ADC conversion."""
+        f = self.faults
+        return self._adc(self._i, self.i_fs_ua, self.adc_i_gain_error, self.adc_i_offset_lsb,
+                         f.get("adc_stuck_low"), f.get("adc_stuck_high"))
+
+    def sample_v_code(self):
+        """A new sample of the electrode-voltage ADC (see sample_i_code)."""
+        f = self.faults
+        return self._adc(self.v_load * 1000.0, self.v_fs_mv, self.adc_v_gain_error,
+                         self.adc_v_offset_lsb, f.get("v_stuck_low"), f.get("v_stuck_high"))
 
     def _adc(self, x, fs, gain_error, offset_lsb, stuck_low, stuck_high):
         """Quantize `x` (in units of `fs`) like a `bits` ADC read through read_u16()."""

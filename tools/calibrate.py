@@ -193,19 +193,28 @@ def enter_service(ns, dev, code, say):
     except DeviceError as e:
         if e.code != "E_DENIED" or "service button" not in e.msg:
             raise
-    if ns.port:
+    vb = _emulated(ns)
+    if vb is None:
         raise cli.CliError("the board asks for its service button: hold UP and DOWN while "
                            "powering it on, release them, then run the calibration again")
-    from tools.vboard import VirtualBoard
-    vb = VirtualBoard(ns.vboard)
-    say("Virtual board: holding UP+DOWN through a power cycle (service button)")
+    say("%s: holding UP+DOWN through a power cycle (service button)" % vb.KIND)
     vb.set_load(service_button=True)
     try:
         vb.hard_reset()
-        cli.identify(dev, 30.0, "the virtual board")
+        cli.identify(dev, 30.0, "the " + vb.KIND)
         dev.request("service_enter", code=code)
     finally:
         vb.set_load(service_button=False)
+
+
+def _emulated(ns, name=None):
+    """The emulated board behind --port (virtual board or emulated Pico), the virtual
+    board `name` or --vboard without a port; None for a real board."""
+    if ns.port:
+        from emulators import find_by_port
+        return find_by_port(ns.port)
+    from emulators.vboard import VirtualBoard
+    return VirtualBoard(name or ns.vboard)
 
 
 def _code(ns):
@@ -227,8 +236,10 @@ def job(ns, dev, ident, meter=None, now=None, say=print):
     if meter is None:
         sim_path = None
         if ns.meter == "sim" or ns.meter.startswith("sim:"):
-            from tools.vboard import VirtualBoard
-            vb = VirtualBoard(ns.meter[4:] or ns.vboard)
+            vb = _emulated(ns, ns.meter[4:])
+            if vb is None:
+                raise cli.CliError("--meter sim reads an emulated board's plant: %s is not "
+                                   "one (use --meter manual or visa:RESOURCE)" % ns.port)
             sim_path = vb.meter_path()
             vb.set_load(meter=True)
         try:

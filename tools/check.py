@@ -94,7 +94,7 @@ def on_board_code():
 
 
 def resolve_port(port, vboard_name):
-    from tools.vboard import VirtualBoard
+    from emulators.vboard import VirtualBoard
     if port:
         return port, None
     vb = VirtualBoard(vboard_name)

@@ -104,7 +104,7 @@ def resolve_port(port, vboard=DEFAULT_VBOARD):
     """(port, label): `port` itself, or the running virtual board's pty. NoDevice if neither."""
     if port:
         return port, port
-    from tools.vboard import VirtualBoard
+    from emulators.vboard import VirtualBoard
     st = VirtualBoard(vboard).state()
     if not st:
         raise NoDevice("no --port given and virtual board %s is not running: start it with "

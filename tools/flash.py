@@ -101,11 +101,12 @@ def _size(n):
 
 def resolve_port(port, vboard_name, board, say):
     """(port, virtual board or None, board name). Starts the virtual board if needed."""
-    from tools.vboard import BoardError, VirtualBoard, find_by_port
+    from emulators import find_by_port
+    from emulators.vboard import BoardError, VirtualBoard
     if port:
         vb = find_by_port(port)
         if vb is not None:
-            board = board or "sim"
+            board = board or vb.BOARD
         elif not board:
             raise Refused("give the board file for %s: BOARD=%s" % (port, "|".join(mf.boards())))
         if (port.startswith("/dev/") and not os.path.exists(port)):
@@ -147,9 +148,9 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         except RemoteError as e:
             raise Refused(str(e))
         port, vb, board = resolve_port(port, vboard_name, board, say)
-        if vb is not None and board != "sim":
-            raise Refused("the virtual board runs BOARD=sim only (asked for %s)" % board)
-        where = "virtual board %s, " % vb.name if vb is not None else ""
+        if vb is not None and board != vb.BOARD:
+            raise Refused("the %s runs BOARD=%s only (asked for %s)" % (vb.KIND, vb.BOARD, board))
+        where = "%s %s, " % (vb.KIND, vb.name) if vb is not None else ""
         say("flash: BOARD=%s -> %s%s" % (board, where, port))
         names = [n for n, _ in mf.sources(board)]
         ask = set(names) | {mf.MANIFEST_NAME}

@@ -96,7 +96,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vboard", default="sim", help="the virtual board (default sim)")
     ns = ap.parse_args(argv)
-    from tools.vboard import VirtualBoard
+    from emulators.vboard import VirtualBoard
     vb = VirtualBoard(ns.vboard)
     if not vb.state():
         print("error: virtual board %s is not running (make sim)" % ns.vboard, file=sys.stderr)

@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 
-from tools.vboard import BoardError, VirtualBoard, all_boards
+from emulators.vboard import BoardError, VirtualBoard, all_boards
 
 
 def _describe(vb, st):
@@ -126,7 +126,7 @@ def cmd_load(ns):
 
 
 def cmd_session(ns):
-    from tools.vboard import session
+    from emulators.vboard import session
     return session.main_from_args(ns)
 
 
@@ -165,7 +165,7 @@ def main(argv=None):
     p.add_argument("--clear", action="store_true", help="back to the defaults first")
     p.set_defaults(func=cmd_load)
     p = named("session", "run a short time-compressed treatment on the board and plot it")
-    from tools.vboard import session
+    from emulators.vboard import session
     session.add_arguments(p)
     p.set_defaults(func=cmd_session)
     ns = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """The virtual board: the MicroPython unix port running the `sim` board behind a serial port.
 
-    from tools.vboard import VirtualBoard
+    from emulators.vboard import VirtualBoard
     vb = VirtualBoard("sim")          # state in build/vboard/sim
     st = vb.start()                   # {"port": "/dev/pts/5", "url": ..., "pid": ..., "flash": ...}
     vb.set_load(contact=True, skin_ohm=1500, speed=20)

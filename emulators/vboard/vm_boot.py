@@ -6,7 +6,7 @@ with `reset()` / `soft_reset()`, run boot.py and then main.py like the board's
 firmware, print tracebacks like it, and end; `-i` then starts the port's own REPL
 (friendly, raw and raw-paste: what mpremote speaks).
 
-Environment (set by tools/vboard/daemon.py):
+Environment (set by emulators/vboard/daemon.py):
   VBOARD_FLASH  absolute path of the flash folder
   VBOARD_MODE   "power" (power-up: boot.py, main.py), "soft" (soft reboot in the friendly
                 REPL: boot.py, main.py), "raw" (soft reboot in the raw REPL: boot.py only;

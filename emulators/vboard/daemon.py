@@ -1,6 +1,6 @@
 """The virtual board's host program: a MicroPython unix port behind a serial port.
 
-    python -m tools.vboard.daemon --state DIR [--flash DIR] [--tcp PORT] [--owner PID]
+    python -m emulators.vboard.daemon --state DIR [--flash DIR] [--tcp PORT] [--owner PID]
 
 (normally started by `python -m tools.virtual_board start`, see that module.)
 
@@ -512,7 +512,7 @@ class Board:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.vboard.daemon", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m emulators.vboard.daemon", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state", required=True, help="state folder (state.json is written there)")
     ap.add_argument("--flash", help="flash folder (default: STATE/flash)")

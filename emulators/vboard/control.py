@@ -26,6 +26,9 @@ class BoardError(RuntimeError):
 class VirtualBoard:
     """A running (or not) virtual board, by its state folder."""
 
+    BOARD = "sim"              # the board file it runs
+    KIND = "virtual board"
+
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
         self.name = name
         self.state_dir = Path(state_dir) if state_dir else STATE_ROOT / name
@@ -74,7 +77,7 @@ class VirtualBoard:
         self.flash.mkdir(exist_ok=True)
         if speed is not None:
             self.set_load(speed=speed)
-        argv = [sys.executable, "-m", "tools.vboard.daemon", "--state", str(self.state_dir)]
+        argv = [sys.executable, "-m", "emulators.vboard.daemon", "--state", str(self.state_dir)]
         if tcp is not None:
             argv += ["--tcp", str(tcp)]
         if owner is not None:

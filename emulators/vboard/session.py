@@ -305,7 +305,7 @@ def add_arguments(p):
 
 def main_from_args(ns):
     from tools import summary as summ_mod
-    from tools.vboard import VirtualBoard
+    from emulators.vboard import VirtualBoard
     vb = VirtualBoard(ns.name)
     if not vb.running:
         print("virtual board %s is not running (make sim; make flash)" % ns.name, file=sys.stderr)

@@ -1,0 +1,277 @@
+"""The emulated Raspberry Pi Pico: start, find, reset, power-cut and stop it; set its load.
+
+The real MicroPython rp2 image (image/, vendored with its provenance and sha256) runs in
+the rp2040js RP2040 emulator (runner.mjs, Node), with the plant model on the pins of
+boards/pico.py's front-end (frontend.mjs + plant_pins.py) and its USB serial port on a
+pty (bridge.py). mpremote and every tool in tools/ reach it as they reach a Pico on
+/dev/ttyACM0. See docs/emulated_pico.md.
+
+Each board has a state folder (default build/vpico/NAME): flash.bin (its 2 MB flash,
+kept across resets and restarts), plant.json (the load: boards/sim.py's keys), true.csv
+(the recording of the plant's true current), meter.json, state.json (while it runs),
+bridge.log, and tty (a link to the port).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_ROOT = REPO_ROOT / "build" / "vpico"
+DEFAULT_NAME = "pico"
+NODE_MIN = 18
+RP2040JS = "1.4.1"
+BOOT_TIMEOUT_S = 120.0     # wall time from start to the USB port enumerated (busy host)
+
+
+class PicoError(RuntimeError):
+    """The emulated Pico could not be started, found or controlled; str() says why and
+    what to do."""
+
+
+def check_prerequisites(node="node"):
+    """Raise PicoError naming the fix when Node.js or rp2040js is missing."""
+    exe = shutil.which(node)
+    if exe is None:
+        raise PicoError("Node.js (%s) is not on PATH: install Node.js %d or newer "
+                        "(e.g. apt install nodejs npm), then run `make node`" % (node, NODE_MIN))
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        major = int(out.lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        raise PicoError("%s --version did not answer as Node.js" % exe)
+    if major < NODE_MIN:
+        raise PicoError("Node.js %s is too old: the emulator needs %d or newer" % (out, NODE_MIN))
+    pkg = REPO_ROOT / "node_modules" / "rp2040js" / "package.json"
+    try:
+        version = json.loads(pkg.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        raise PicoError("rp2040js is not installed: run `make node` (npm ci) at the "
+                        "repository root")
+    if version != RP2040JS:
+        raise PicoError("rp2040js %s is installed, the emulator needs %s (package-lock.json): "
+                        "run `make node`" % (version, RP2040JS))
+
+
+class VirtualPico:
+    """An emulated Pico (running or not), by its state folder."""
+
+    BOARD = "pico"             # the board file it runs
+    KIND = "emulated Pico"
+
+    def __init__(self, name=DEFAULT_NAME, state_dir=None):
+        self.name = name
+        self.dir = Path(state_dir) if state_dir else STATE_ROOT / name
+        self.flash_file = self.dir / "flash.bin"
+        self.control_file = self.dir / "plant.json"
+        self.recording = self.dir / "true.csv"
+
+    def __repr__(self):
+        return "VirtualPico(%r, %s)" % (self.name, self.dir)
+
+    # ---- state ---------------------------------------------------------------------------
+    def state(self):
+        """The state dict while the bridge runs, else None (a stale file is removed)."""
+        path = self.dir / "state.json"
+        try:
+            st = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        pid = st.get("pid")
+        if not isinstance(pid, int) or not _alive(pid):
+            path.unlink(missing_ok=True)
+            return None
+        return st
+
+    @property
+    def running(self):
+        return self.state() is not None
+
+    @property
+    def port(self):
+        st = self.state()
+        return st["port"] if st else None
+
+    def died(self):
+        """Why the emulator last died (DIR/died.txt), or None."""
+        try:
+            return (self.dir / "died.txt").read_text().strip()
+        except OSError:
+            return None
+
+    # ---- life ----------------------------------------------------------------------------
+    def start(self, owner=None, fresh=False, seed=1, runner_args=(), timeout=BOOT_TIMEOUT_S,
+              progress=None):
+        """Start the board and wait until its USB port enumerated; returns the state.
+        Already running: its state. `fresh`: erase its flash first (a blank Pico with
+        MicroPython). PicoError if it cannot start, with the emulator's own words."""
+        st = self.state()
+        if st and st.get("ready"):
+            return st
+        if st is None:
+            check_prerequisites()
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                self.flash_file.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "emulators.vpico.bridge", "--state", str(self.dir),
+                    "--seed", str(seed)]
+            if owner is not None:
+                argv += ["--owner", str(owner)]
+            if runner_args:
+                argv += ["--"] + list(runner_args)
+            log = open(self.dir / "bridge.log", "ab")
+            try:
+                proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log, start_new_session=True)
+            finally:
+                log.close()
+        else:
+            proc = None
+        return self._wait_ready(proc, timeout, progress)
+
+    def _wait_ready(self, proc, timeout, progress):
+        t0 = time.monotonic()
+        said = 0
+        while time.monotonic() - t0 < timeout:
+            st = self.state()
+            if st and st.get("ready"):
+                return st
+            if proc is not None and proc.poll() is not None:
+                why = self.died() or self._log_tail()
+                raise PicoError("emulated Pico %s did not start (exit %s): %s"
+                                % (self.name, proc.returncode, why))
+            if progress and time.monotonic() - t0 >= said + 10:
+                said += 10
+                progress("  ... booting the emulated Pico (%d s)" % said)
+            time.sleep(0.05)
+        if proc is not None:
+            proc.terminate()
+        raise PicoError("emulated Pico %s: its USB port did not enumerate within %d s; see %s"
+                        % (self.name, timeout, self.dir / "bridge.log"))
+
+    def _log_tail(self, n=1500):
+        try:
+            return (self.dir / "bridge.log").read_text(errors="replace")[-n:].strip()
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout=15.0):
+        """Stop the board (its flash is kept); True if it was running."""
+        st = self.state()
+        if not st:
+            return False
+        pid = st["pid"]
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.state()
+        return True
+
+    def power_cycle(self, timeout=BOOT_TIMEOUT_S):
+        """Cut the power and restore it (the flash keeps what was written); waits for the
+        USB port to enumerate again."""
+        st = self.state()
+        if not st:
+            raise PicoError("emulated Pico %s is not running" % self.name)
+        os.kill(st["pid"], signal.SIGUSR1)
+        return self.wait_boot(st["boots"] + 1, timeout)
+
+    def hard_reset(self, timeout=BOOT_TIMEOUT_S):
+        """As from power-up (the name the virtual board's API uses): a power cycle."""
+        return self.power_cycle(timeout)
+
+    def wait_boot(self, boots, timeout=BOOT_TIMEOUT_S):
+        """Wait until the board has booted `boots` times since start and is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st is None:
+                raise PicoError("emulated Pico %s died: %s" % (self.name, self.died()))
+            if st.get("boots", 0) >= boots and st.get("ready"):
+                return st
+            time.sleep(0.05)
+        raise PicoError("emulated Pico %s did not boot again within %d s" % (self.name, timeout))
+
+    def cut_power_during_flash_write(self, n):
+        """Arm a power cut in the middle of the n-th flash write (program or erase) from
+        now; the board then boots again on its own (the power comes back)."""
+        tmp = self.dir / "cut.tmp"
+        tmp.write_text("%d\n" % n)
+        os.replace(tmp, self.dir / "cut")
+
+    # ---- the load (runner: frontend.mjs reads plant.json every 0.2 s) -----------------
+    def load(self):
+        try:
+            return json.loads(self.control_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_load(self, **settings):
+        """Merge settings (contact, skin_ohm, ...; None removes a key) into the control
+        file, atomically; ValueError (nothing written) for a key or value boards/sim.py
+        refuses."""
+        current = self.load()
+        for k, v in settings.items():
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+        text = json.dumps(current, sort_keys=True) + "\n"
+        _parse_control(text)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "plant.json.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.control_file)
+        return current
+
+    def meter_path(self):
+        """The bench meter file (true mean current per emulated second, with "meter")."""
+        return str(self.dir / "meter.json")
+
+
+def _parse_control(text):
+    import tools.paths  # noqa: F401  (boards/ on sys.path)
+    import sim
+    return sim.parse_control(text)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def all_picos(root=STATE_ROOT):
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [VirtualPico(p.name, p) for p in sorted(root.iterdir()) if p.is_dir()]
+
+
+def find_by_port(port, root=STATE_ROOT):
+    """The running emulated Pico whose port (or its tty link) is `port`, or None."""
+    for b in all_picos(root):
+        st = b.state()
+        if st and port in (st.get("port"), st.get("link")):
+            return b
+    return None
