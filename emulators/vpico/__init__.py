@@ -270,8 +270,9 @@ def all_picos(root=STATE_ROOT):
 
 def find_by_port(port, root=STATE_ROOT):
     """The running emulated Pico whose port (or its tty link) is `port`, or None."""
+    real = os.path.realpath(port)
     for b in all_picos(root):
         st = b.state()
-        if st and port in (st.get("port"), st.get("link")):
+        if st and (port in (st.get("port"), st.get("link")) or real == st.get("port")):
             return b
     return None
