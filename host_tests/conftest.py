@@ -8,3 +8,5 @@ for d in ("tools/shims", "simulation", "boards", "firmware"):
     p = os.path.join(ROOT, d)
     if p not in sys.path:
         sys.path.insert(0, p)
+
+from hil_board import hil_board  # noqa: E402,F401  (the hardware-in-the-loop board fixture)
