@@ -26,7 +26,8 @@ BOOT_S = 120.0          # wall time for a (busy, emulated) board to answer after
 FACTORY_CODE = "000000"
 # the emulated plant has no gain or offset error: this is its exact calibration
 IDENTITY_CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0,
-                "r_gain": 16384, "r_offset": 0}
+                "r_gain": 16384, "r_offset": 0, "date": "2026-01-01", "tech": "hil",
+                "meter": "emulated plant"}
 
 
 class HilBoard:
