@@ -94,9 +94,10 @@ def on_board_code():
 
 
 def resolve_port(port, vboard_name):
+    from emulators import find_by_port
     from emulators.vboard import VirtualBoard
     if port:
-        return port, None
+        return port, find_by_port(port)
     vb = VirtualBoard(vboard_name)
     st = vb.state()
     if not st:
@@ -120,6 +121,7 @@ def check(port=None, vboard_name="sim", timeout_scale=1.0, probe_timeout=PROBE_T
     try:
         mpremote_argv()
         port, vb = resolve_port(port, vboard_name)
+        timeout_scale *= getattr(vb, "TIMEOUT_SCALE", 1.0)
     except (Refused, RemoteError) as e:
         row("port", FAIL, str(e))
         return rows, EXIT_NO_BOARD
@@ -131,7 +133,7 @@ def check(port=None, vboard_name="sim", timeout_scale=1.0, probe_timeout=PROBE_T
     version = mf.version_tuple(info["v"])
     vtext = ".".join(map(str, version))
     row("port", PASS, "%s%s: MicroPython %s, %s" % (
-        port, " (virtual board %s)" % vb.name if vb else "", vtext,
+        port, " (%s %s)" % (vb.KIND, vb.name) if vb else "", vtext,
         info.get("machine") or info.get("platform")))
 
     doc = None

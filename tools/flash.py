@@ -82,9 +82,21 @@ class Refused(Exception):
 
 
 def probe(port, names, timeout=PROBE_TIMEOUT, resume=False):
-    """The board's version, .mpy version, manifest text and {name: sha256 or None}."""
+    """The board's version, .mpy version, manifest text and {name: sha256 or None}.
+
+    A board still booting after a reset may take mpremote's first bytes as input to its
+    starting firmware (main.py reads the port), and mpremote then reports "could not
+    enter raw repl": that is retried until `timeout` (seconds) has passed."""
     code = PROBE % {"names": json.dumps(sorted(set(names)))}
-    return exec_json(port, code, "FLASHPROBE", timeout=timeout, resume=resume)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return exec_json(port, code, "FLASHPROBE", timeout=max(left, 1.0), resume=resume)
+        except RemoteError as e:
+            if "could not enter raw repl" not in str(e) or deadline - time.monotonic() < 2.0:
+                raise
+        time.sleep(0.5)
 
 
 def twin(name):
@@ -151,6 +163,7 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         if vb is not None and board != vb.BOARD:
             raise Refused("the %s runs BOARD=%s only (asked for %s)" % (vb.KIND, vb.BOARD, board))
         where = "%s %s, " % (vb.KIND, vb.name) if vb is not None else ""
+        timeout_scale *= getattr(vb, "TIMEOUT_SCALE", 1.0)
         say("flash: BOARD=%s -> %s%s" % (board, where, port))
         names = [n for n, _ in mf.sources(board)]
         ask = set(names) | {mf.MANIFEST_NAME}

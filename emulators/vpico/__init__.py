@@ -64,6 +64,9 @@ class VirtualPico:
 
     BOARD = "pico"             # the board file it runs
     KIND = "emulated Pico"
+    # tools wait this much longer for it (an emulated second takes 2-5 wall seconds, and
+    # booting the firmware from .py sources takes ~4 emulated seconds)
+    TIMEOUT_SCALE = 4.0
 
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
         self.name = name
