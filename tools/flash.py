@@ -33,6 +33,7 @@ EXIT_FAILED = 1
 EXIT_REFUSED = 2
 
 PROBE_TIMEOUT = 20.0
+BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
 PROBE = r"""
 import sys, json
 try:
@@ -97,6 +98,25 @@ def probe(port, names, timeout=PROBE_TIMEOUT, resume=False):
             if "could not enter raw repl" not in str(e) or deadline - time.monotonic() < 2.0:
                 raise
         time.sleep(0.5)
+
+
+def _wait_firmware(port, timeout):
+    """After the reset: wait until the firmware answers its protocol, so that the next
+    tool does not talk to a board that is still compiling main.py (bytes that arrive then
+    are read by the starting firmware, Ctrl-C included). Returns what to say."""
+    from tools import cli
+    t0 = time.monotonic()
+    try:
+        dev = cli.open_client(port, timeout)
+    except Exception as e:             # the port vanished (USB re-enumerating): say so
+        return "the board restarts (%s)" % e
+    try:
+        cli.identify(dev, timeout, port)
+        return "the firmware answers (%.1f s after the reset)" % (time.monotonic() - t0)
+    except Exception as e:
+        return "the firmware did not answer within %.0f s (%s)" % (timeout, e)
+    finally:
+        cli.close_quietly(dev)
 
 
 def twin(name):
@@ -269,8 +289,10 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         say("  verified: %d files match the manifest" % len(image.files))
     if reset:
         r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True)
-        say("  reset: the firmware starts" if r.ok else "  reset failed (%s): reset the board "
-            "by hand" % r.reason())
+        if r.ok:
+            say("  reset: " + _wait_firmware(port, BOOT_TIMEOUT * timeout_scale))
+        else:
+            say("  reset failed (%s): reset the board by hand" % r.reason())
     say("flash: done in %.1f s" % (time.monotonic() - t0))
     return EXIT_OK
 
