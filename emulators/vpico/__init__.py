@@ -34,8 +34,8 @@ class PicoError(RuntimeError):
     what to do."""
 
 
-def check_prerequisites(node="node"):
-    """Raise PicoError naming the fix when Node.js or rp2040js is missing."""
+def check_prerequisites(node="node", root=REPO_ROOT):
+    """Raise PicoError naming the fix when Node.js or rp2040js (under `root`) is missing."""
     exe = shutil.which(node)
     if exe is None:
         raise PicoError("Node.js (%s) is not on PATH: install Node.js %d or newer "
@@ -48,7 +48,7 @@ def check_prerequisites(node="node"):
         raise PicoError("%s --version did not answer as Node.js" % exe)
     if major < NODE_MIN:
         raise PicoError("Node.js %s is too old: the emulator needs %d or newer" % (out, NODE_MIN))
-    pkg = REPO_ROOT / "node_modules" / "rp2040js" / "package.json"
+    pkg = Path(root) / "node_modules" / "rp2040js" / "package.json"
     try:
         version = json.loads(pkg.read_text())["version"]
     except (OSError, ValueError, KeyError):

@@ -2,12 +2,13 @@
 // USB CDC serial port on this process's stdin/stdout (raw bytes), the plant on its pins.
 // Normally started by emulators/vpico/bridge.py, which puts it behind a pty.
 //
-//   node runner.mjs --state DIR [--boot N] [--seed N] [--stats] [--usb-stock]
+//   node runner.mjs --state DIR [--boot N] [--seed N] [--stats] [--usb-stock] [--image DIR]
 //                   [--pcprof FILE [--pcprof-gate GPIO] [--pcprof-every N]]
 //
 // DIR holds the board's flash (flash.bin, 2 MB, created erased), its control file
 // (plant.json), the recording of the true current (true.csv), the bench meter (meter.json)
 // and `cut` (a number N: a power cut in the middle of the N-th flash write from now).
+// --image DIR: the images and their SHA256SUMS (default: image/ beside this file).
 //
 // Exit status: 0 stopped (SIGTERM / SIGINT / stdin closed), 2 bad setup (the message says
 // what to do: image hash, missing package), 3 watchdog reset or machine.reset() (the
@@ -26,7 +27,7 @@ import { fileURLToPath } from 'url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
-const IMAGE = path.join(HERE, 'image');
+let IMAGE = path.join(HERE, 'image');
 const RP2040JS_VERSION = '1.4.1';
 
 const args = {};
@@ -37,6 +38,7 @@ for (let i = 2; i < process.argv.length; i++) {
   if (nxt === undefined || nxt.startsWith('--')) args[a.slice(2)] = true;
   else { args[a.slice(2)] = nxt; i++; }
 }
+if (args.image) IMAGE = path.resolve(args.image);
 const log = (...m) => process.stderr.write('[vpico] ' + m.join(' ') + '\n');
 function fail(status, message) {
   process.stderr.write('vpico: ' + message + '\n');

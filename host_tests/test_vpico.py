@@ -1,0 +1,224 @@
+"""The emulated Pico (emulators/vpico): a treatment judged on the plant's true current, the
+watchdog, a power cut in the middle of a log write, and the emulator's own errors.
+
+The board is the HIL suite's (hil_board.py: the real MicroPython rp2 image in rp2040js,
+flashed and provisioned for the run); these tests need its recording of the true current
+and its power switch, so they run only on the emulated Pico (skipped with PORT set to a
+real board). Times here are the emulator's own clock, so a busy host makes the tests
+slower, never different.
+"""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hil_board import BOOT_S
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ROOT / "emulators" / "vpico" / "runner.mjs"
+TARGET_UA = 10000
+
+
+@pytest.fixture(scope="module")
+def pico(hil_board):
+    if hil_board.emulated is None:
+        pytest.skip("needs the emulated Pico (PORT names a real board)")
+    return hil_board
+
+
+def _wait_state(dev, states, timeout=BOOT_S, every=0.5):
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = dev.request("status")
+        if st["state"] in states:
+            return st
+        time.sleep(every)
+    raise AssertionError("board did not reach %s within %d s; last status %s"
+                         % (states, timeout, st))
+
+
+def _true_rows(vp, boot):
+    """The recording's rows of boot `boot` as dicts of floats."""
+    time.sleep(0.5)                   # the runner appends every 0.2 s of wall time
+    with open(vp.recording) as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)
+                if int(r["boot"]) == boot]
+
+
+def test_treatment_start_treat_stop_judged_on_the_true_current(pico):
+    """Hands in: start (10 mA, 10 s ramp), TREAT, stop. On the plant's true current: never
+    above the trip level (x1.1), the target delivered in TREAT (>= 97 %), and the output
+    off once the session is DONE."""
+    vp = pico.emulated
+    vp.set_load(contact=True, skin_ohm=1500.0, water_ohm=100.0)
+    dev, _ = pico.connect()
+    try:
+        boot = vp.state()["boots"]
+        rep = dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+        assert rep["state"] in ("WAIT_CONTACT", "RAMP_UP"), rep
+        st = _wait_state(dev, ("TREAT", "FAULT", "DONE", "PAUSED"))
+        assert st["state"] == "TREAT", st
+        t_treat = _true_rows(vp, boot)[-1]["t_ms"]
+        time.sleep(4.0)
+        st = dev.request("status")
+        assert st["state"] == "TREAT" and st["fault"] == "ok", st
+        dev.request("stop")
+        st = _wait_state(dev, ("DONE", "FAULT"))
+        assert st["state"] == "DONE" and st["fault"] == "ok", st
+    finally:
+        dev.close()
+    rows = _true_rows(vp, boot)
+    trip = TARGET_UA * 11 // 10
+    worst = max(r["max_ua"] for r in rows)
+    assert worst <= trip, "true current %.0f uA above the trip level %d" % (worst, trip)
+    # TREAT: from 1 s after the firmware reported it to 1 s before the stop
+    treat = [r["true_ua"] for r in rows if t_treat + 1000 <= r["t_ms"]][:100]
+    assert len(treat) >= 10, "too few TREAT rows: %d" % len(treat)
+    mean = sum(treat) / len(treat)
+    assert mean >= 0.97 * TARGET_UA, "TREAT delivered %.0f uA of %d" % (mean, TARGET_UA)
+    assert rows[-1]["enable"] == 0 and rows[-1]["true_ua"] < 100, rows[-1]
+
+
+def test_watchdog_resets_a_board_whose_loop_stopped(pico):
+    """After a session the watchdog stays armed; a loop stopped from the host (Ctrl-C,
+    allowed while idle) is no longer fed, so the watchdog resets the board: a hard reset,
+    after which the firmware answers again with its flash intact."""
+    vp = pico.emulated
+    dev, _ = pico.connect()
+    try:
+        st = dev.request("status")
+        if st["state"] == "IDLE":                     # arm it: a session start does
+            dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+            dev.request("stop")
+            _wait_state(dev, ("DONE",))
+        boots = vp.state()["boots"]
+        log_last = dev.request("status")["log_last"]
+        dev.port.write(b"\x03")                       # the loop ends: main returns
+        st = vp.wait_boot(boots + 1, BOOT_S)
+        assert "watchdog" in (vp.dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
+        from tools import cli
+        cli.identify(dev, BOOT_S, "the emulated Pico")
+        after = dev.request("status")
+        assert after["state"] == "IDLE" and after["log_last"] == log_last, after
+    finally:
+        dev.close()
+
+
+def _log_seqs(dev):
+    out = []
+    nxt = 0
+    while True:
+        rep = dev.request("log_read", **{"from": nxt, "n": 20})
+        out += [r["seq"] for r in rep["records"]]
+        if not rep["next"]:
+            return out, rep
+        nxt = rep["next"]
+
+
+@pytest.mark.parametrize("nth_write", [1, 2])
+def test_power_cut_in_the_middle_of_a_log_write_loses_nothing_committed(pico, nth_write):
+    """Hands out, start + stop appends a treatment record. The power is cut in the middle
+    of the nth flash write after the stop (a torn page or sector), then comes back: every
+    record committed before is there, the log reads back without a corrupt record, and the
+    interrupted one is either whole or absent."""
+    vp = pico.emulated
+    vp.set_load(contact=False)
+    dev, _ = pico.connect()
+    try:
+        dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+        dev.request("stop")
+        _wait_state(dev, ("DONE",))
+        _wait_pending(dev)
+        before, _ = _log_seqs(dev)
+        assert before, "the first record was not written"
+        boots = vp.state()["boots"]
+        dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+        vp.cut_power_during_flash_write(nth_write)
+        time.sleep(0.5)                               # the runner looks every 0.2 s
+        dev.request("stop")
+        vp.wait_boot(boots + 1, BOOT_S)
+        assert "power cut" in (vp.dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
+        from tools import cli
+        cli.identify(dev, BOOT_S, "the emulated Pico")
+        after, rep = _log_seqs(dev)
+        assert after[:len(before)] == before, (before, after)
+        assert len(after) - len(before) in (0, 1), (before, after)
+        assert dev.request("status")["fault"] == "ok"
+    finally:
+        dev.close()
+
+
+def _wait_pending(dev, timeout=BOOT_S):
+    deadline = time.monotonic() + timeout
+    while dev.request("status")["log_pending"] and time.monotonic() < deadline:
+        time.sleep(0.3)
+
+
+# ---- the emulator's own errors (no board needed) -----------------------------------------
+
+def test_missing_node_or_rp2040js_is_named_with_the_fix(tmp_path):
+    from emulators.vpico import PicoError, check_prerequisites
+    with pytest.raises(PicoError, match="Node.js .* is not on PATH"):
+        check_prerequisites(node=str(tmp_path / "no-node"))
+    with pytest.raises(PicoError, match="rp2040js is not installed: run `make node`"):
+        check_prerequisites(root=tmp_path)
+
+
+def _node():
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    return node
+
+
+def test_an_image_whose_hash_does_not_match_is_refused(tmp_path):
+    image = tmp_path / "image"
+    shutil.copytree(RUNNER.parent / "image", image)
+    data = bytearray((image / "firmware.uf2").read_bytes())
+    data[1000] ^= 1
+    (image / "firmware.uf2").write_bytes(data)
+    r = subprocess.run([_node(), str(RUNNER), "--image", str(image), "--state",
+                        str(tmp_path / "st")], capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stderr
+    assert "does not match image/SHA256SUMS" in r.stderr and "git checkout" in r.stderr
+    assert not (tmp_path / "st" / "flash.bin").exists()
+
+
+def test_a_second_emulator_on_the_same_flash_is_refused_and_a_dying_one_is_reported():
+    """`port in use`: a second bridge on a running board's folder stops at once, naming
+    the running one. Then the emulator process is killed: the bridge says why it died
+    and takes the port away instead of leaving a port that never answers."""
+    _node()
+    from emulators.vpico import STATE_ROOT, VirtualPico
+    name = "dies-%d" % os.getpid()
+    vp = VirtualPico(name)
+    try:
+        st = vp.start(owner=os.getpid(), fresh=True)
+        import sys
+        r = subprocess.run([sys.executable, "-m", "emulators.vpico.bridge", "--state",
+                            str(vp.dir)], capture_output=True, text=True, timeout=60,
+                           cwd=str(ROOT))
+        assert r.returncode == 2 and "another emulated Pico runs" in r.stderr, r.stderr
+        assert vp.state()["pid"] == st["pid"]
+        kids = subprocess.run(["pgrep", "-P", str(st["pid"])], capture_output=True,
+                              text=True).stdout.split()
+        assert kids, "no runner under the bridge"
+        for k in kids:
+            os.kill(int(k), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while vp.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not vp.running
+        assert "exited with status -9" in vp.died()
+        assert not os.path.exists(st["link"])
+    finally:
+        vp.stop()
+        shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
