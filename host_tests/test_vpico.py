@@ -20,6 +20,7 @@ import pytest
 
 from hil_board import BOOT_S
 
+pytestmark = pytest.mark.hil
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "emulators" / "vpico" / "runner.mjs"
 TARGET_UA = 10000
