@@ -4,10 +4,9 @@ With PORT in the environment (`make test-hil PORT=/dev/ttyACM0 BOARD=pico`), the
 run on that board, which must run MicroPython and be calibrated. Without PORT they run on
 an emulated Pico of their own (emulators/vpico: the real MicroPython rp2 image in rp2040js,
 the plant on boards/pico.py's pins), which this module starts with a blank flash, flashes
-with `tools.flash`, and provisions as a technician would: service mode (the service button
-held through a power cycle, the factory code), the calibration of its ideal plant, and a
-prescription with the shortest ramps (10 s up, 5 s down) so that a treatment fits in
-a test. Node.js or rp2040js missing: skipped outside CI, a failure in CI.
+with `tools.flash`, and provisions as a technician would (emulators/vpico/provision.py:
+service mode, the calibration of its ideal plant, a prescription with the shortest ramps,
+so that a treatment fits in a test). Node.js or rp2040js missing: skipped outside CI, a failure in CI.
 
 `hil_board` (session-scoped fixture, registered in conftest.py) -> HilBoard.
 """
@@ -23,11 +22,6 @@ PORT = os.environ.get("PORT", "").strip()
 BOARD = os.environ.get("BOARD", "").strip()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOT_S = 120.0          # wall time for a (busy, emulated) board to answer after a reset
-FACTORY_CODE = "000000"
-# the emulated plant has no gain or offset error: this is its exact calibration
-IDENTITY_CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0,
-                "r_gain": 16384, "r_offset": 0, "date": "2026-01-01", "tech": "hil",
-                "meter": "emulated plant"}
 
 
 class HilBoard:
@@ -69,24 +63,6 @@ def _real_board():
     return HilBoard(PORT, BOARD)
 
 
-def provision(hb):
-    """Service mode on the emulated Pico, its calibration and a short-ramp prescription."""
-    vp = hb.emulated
-    dev, _ = hb.connect()
-    try:
-        vp.set_load(service_button=True)
-        vp.power_cycle()
-        from tools import cli
-        cli.identify(dev, BOOT_S, "the emulated Pico")
-        dev.request("service_enter", code=FACTORY_CODE)
-        dev.request("cal_write", **IDENTITY_CAL)
-        dev.request("rx_write", ramp_up_s=10, ramp_down_s=5)
-        dev.request("service_exit")
-    finally:
-        vp.set_load(service_button=False)
-        dev.close()
-
-
 @pytest.fixture(scope="session")
 def hil_board():
     if PORT:
@@ -110,7 +86,8 @@ def hil_board():
         r = run_tool("flash", "--port", hb.port, "--board", "pico", timeout=600)
         assert r.returncode == 0, "flashing the emulated Pico failed:\n" + r.stdout + r.stderr
         t_flash = time.monotonic() - t0
-        provision(hb)
+        from emulators.vpico.provision import provision
+        provision(vp, hb.port, BOOT_S)
         sys.stderr.write("\n[emulated Pico %s: booted and flashed in %.1f s, provisioned in "
                          "%.1f s]\n" % (st["port"], t_flash, time.monotonic() - t0 - t_flash))
         yield hb
