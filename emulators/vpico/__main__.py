@@ -1,6 +1,6 @@
 """The emulated Pico from the command line.
 
-    python -m emulators.vpico start  [--name pico] [--fresh] [--quiet]
+    python -m emulators.vpico start  [--name pico] [--fresh] [--quiet] [-- RUNNER ARGS]
     python -m emulators.vpico stop   [--name pico | --all]
     python -m emulators.vpico list
     python -m emulators.vpico port   [--name pico]       (prints the port; 1 if not running)
@@ -25,7 +25,8 @@ def cmd_start(ns):
         print("starting the emulated Pico %s (MicroPython rp2 in rp2040js) ..." % ns.name,
               flush=True)
     try:
-        st = vp.start(fresh=ns.fresh, progress=None if ns.quiet else
+        extra = [a for a in ns.runner_args if a != "--"]
+        st = vp.start(fresh=ns.fresh, runner_args=extra, progress=None if ns.quiet else
                       (lambda m: print(m, flush=True)))
     except PicoError as e:
         print("emulated Pico: %s" % e, file=sys.stderr)
@@ -116,6 +117,8 @@ def main(argv=None):
     p = named("start", "start an emulated Pico (or show the running one)", cmd_start)
     p.add_argument("--fresh", action="store_true", help="erase its flash first")
     p.add_argument("--quiet", action="store_true", help="print only the port")
+    p.add_argument("runner_args", nargs=argparse.REMAINDER,
+                   help="after --: passed to runner.mjs (e.g. -- --pcprof out/pc.json)")
     p = named("stop", "stop it (the flash is kept)", cmd_stop)
     p.add_argument("--all", action="store_true", help="stop every emulated Pico")
     sub.add_parser("list", help="list running emulated Picos").set_defaults(func=cmd_list)

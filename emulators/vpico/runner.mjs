@@ -149,7 +149,7 @@ if (!args['usb-stock']) {
 process.stdin.on('data', (chunk) => { for (const b of chunk) pending.push(b); pump(); });
 process.stdin.on('end', () => shutdown('stdin closed'));
 
-// ---- PC sampling profiler (profile against image/firmware.elf: tools/pcsym.py) ---------
+// ---- PC sampling profiler (profile against image/firmware.elf: tools/pcprof.py) ---------
 if (args.pcprof) {
   const every = Number(args['pcprof-every'] ?? 97);
   const gate = args['pcprof-gate'] !== undefined ? Number(args['pcprof-gate']) : -1;
