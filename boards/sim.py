@@ -146,7 +146,10 @@ LOAD_KEYS = {"contact": bool, "short": bool, "lift_area": float, "skin_ohm": flo
              "source_gain_error": float, "source_offset_ua": float, "adc_noise_lsb": float,
              "adc_i_gain_error": float, "adc_i_offset_lsb": float,
              "adc_v_gain_error": float, "adc_v_offset_lsb": float, "meter": bool,
-             "service_button": bool}
+             "service_button": bool,
+             # buttons held (true) or released; the comparator's output forced high
+             # (the emulated Pico only: the sim board has no comparator)
+             "btn_start": bool, "btn_up": bool, "btn_down": bool, "comparator": bool}
 # signed keys and their magnitude limits (the others must be >= 0)
 _SIGNED = {"source_gain_error": 0.3, "source_offset_ua": 2000.0, "adc_i_gain_error": 0.3,
            "adc_i_offset_lsb": 200.0, "adc_v_gain_error": 0.3, "adc_v_offset_lsb": 200.0}
@@ -328,6 +331,10 @@ def apply_control(settings, plant=None):
             _meter_on = settings[k]
         elif k == "service_button":
             _hold_service(settings[k])
+        elif k in _BUTTONS:
+            _hold(k, settings[k])
+        elif k == "comparator":
+            pass
         elif k == "speed":
             if settings[k] != _speed:
                 _speed = settings[k]
@@ -413,6 +420,18 @@ def build_ui():
         held = False
     _hold_service(held)
     return _ui
+
+
+_BUTTONS = ("btn_start", "btn_up", "btn_down")
+
+
+def _hold(name, held):
+    if _ui is not None:
+        b = getattr(_ui, name)
+        if held:
+            b.press()
+        else:
+            b.release()
 
 
 def _hold_service(held):

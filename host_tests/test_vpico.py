@@ -222,3 +222,36 @@ def test_a_second_emulator_on_the_same_flash_is_refused_and_a_dying_one_is_repor
     finally:
         vp.stop()
         shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
+
+def test_the_buttons_and_the_comparator_on_the_pins(pico):
+    """Start held for >= 1 s on GP10 starts the prescribed session (hands out: it waits
+    for contact), a press stops it; the comparator's input GP13 forced high trips the
+    firmware's hardware-trip fault while a session runs."""
+    vp = pico.emulated
+    vp.set_load(contact=False)
+    dev, _ = pico.connect()
+    try:
+        if dev.request("status")["state"] != "IDLE":
+            dev.request("reset")
+        vp.set_load(btn_start=True)
+        st = _wait_state(dev, ("WAIT_CONTACT", "RAMP_UP"), every=0.2)
+        vp.set_load(btn_start=False)
+        time.sleep(1.0)
+        vp.set_load(btn_start=True)
+        st = _wait_state(dev, ("DONE",), every=0.2)
+        vp.set_load(btn_start=False)
+        assert st["fault"] == "ok", st
+        dev.request("reset")
+        dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+        vp.set_load(comparator=True)
+        st = _wait_state(dev, ("FAULT",), every=0.2)
+        assert st["fault"] == "hw_trip", st
+    finally:
+        vp.set_load(comparator=False, btn_start=False)
+        try:
+            dev.request("reset")
+        finally:
+            dev.close()
+    rows = _true_rows(vp, vp.state()["boots"])
+    assert rows[-1]["enable"] == 0, rows[-1]

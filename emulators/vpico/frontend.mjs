@@ -6,7 +6,7 @@
 // the pulse gate PWM (GP18, slice 1 A), enable (GP15) and polarity (GP14); step the
 // plant; drive the comparator input GP13. Each ADC conversion on ADC0 / ADC1 takes a fresh
 // sample from the plant. Buttons GP10-12 read released (pull-ups) unless the control file
-// holds the service button (up + down). Every ROW_US a row of the plant's TRUE state is
+// holds them (btn_start, btn_up, btn_down; service_button = up + down). Every ROW_US a row of the plant's TRUE state is
 // appended to the recording (true.csv), which tests judge safety on.
 //
 // The control file (plant.json, boards/sim.py keys) is re-read every 200 ms of wall time;
@@ -123,9 +123,10 @@ export class FrontEnd {
     this.controlText = text;
     const why = this.pp.control(text);
     if (why) this.log('control file refused, load unchanged: ' + why);
-    const held = this.pp.service_button;
-    this.mcu.gpio[PIN_BTN_UP].setInputValue(!held);
-    this.mcu.gpio[PIN_BTN_DOWN].setInputValue(!held);
+    const gpio = this.mcu.gpio;
+    gpio[PIN_BTN_START].setInputValue(!this.pp.held('btn_start'));
+    gpio[PIN_BTN_UP].setInputValue(!this.pp.held('btn_up'));
+    gpio[PIN_BTN_DOWN].setInputValue(!this.pp.held('btn_down'));
   }
 
   /** Append the recorded rows to true.csv and write the bench meter's file. */

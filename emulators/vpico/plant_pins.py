@@ -10,7 +10,10 @@ Wiring (boards/pico.py):
     GP16 PWM duty (0..1)   -> plant reference (REF_FS_UA at 100 %, two RC poles)
     GP15 enable, GP14 polarity, GP18 pulse gate PWM duty (1 = DC)
     ADC0 <- current sense (I_FS_UA at 3.3 V), ADC1 <- electrode voltage / DIVIDER_RATIO
-    GP13 <- over-current comparator: low below HW_TRIP_UA, high above (open drain)
+    GP13 <- over-current comparator: low below HW_TRIP_UA, high above (open drain), or
+            forced high by the control file's "comparator": true
+    GP10 / 11 / 12 <- start, up, down: low while held ("btn_start", "btn_up", "btn_down",
+            or up + down for "service_button")
 Every ADC sample draws fresh noise from the plant's generator, so the firmware's
 oversampling averages real dither, and the RP2040-E11 DNL spikes are on (the plant's
 `adc_dnl`; rp2040js models neither).
@@ -45,6 +48,8 @@ class PinsPlant:
         self.t_us = 0
         self.control_error = ""
         self.service_button = False
+        self.buttons = {"btn_start": False, "btn_up": False, "btn_down": False}
+        self.comparator = False     # forced high by the control file
         self.meter = False
         self._m_ua = 0.0
         self._m_v = 0.0
@@ -67,7 +72,14 @@ class PinsPlant:
             self.max_ua = p.peak_ua
         if self.meter:
             self._meter_add(dt_us)
-        return 1 if p.peak_ua >= pico.HW_TRIP_UA else 0
+        return 1 if self.comparator or p.peak_ua >= pico.HW_TRIP_UA else 0
+
+    def held(self, button):
+        """1 if `button` (btn_start, btn_up, btn_down) is held now; up and down are also
+        held by the service button."""
+        if self.service_button and button != "btn_start":
+            return 1
+        return 1 if self.buttons[button] else 0
 
     def adc(self, channel):
         """One 12-bit sample of ADC0 (current) or ADC1 (voltage), fresh noise."""
@@ -90,6 +102,9 @@ class PinsPlant:
         self.control_error = ""
         self.meter = settings.pop("meter", False)
         self.service_button = settings.pop("service_button", False)
+        self.comparator = settings.pop("comparator", False)
+        for k in self.buttons:
+            self.buttons[k] = settings.pop(k, False)
         settings.pop("speed", None)
         sim.apply_control(settings, self.plant)
         return ""
