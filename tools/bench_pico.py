@@ -22,7 +22,6 @@ about 30 minutes of wall time.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time

@@ -21,7 +21,6 @@ board re-reads every 0.2 s: `load` edits it. speed: virtual seconds per wall sec
 """
 
 import argparse
-import json
 import sys
 
 from emulators.vboard import BoardError, VirtualBoard, all_boards
@@ -97,9 +96,7 @@ def cmd_reset(ns):
 
 def cmd_load(ns):
     vb = VirtualBoard(ns.name)
-    if ns.clear:
-        vb.set_load(**{k: None for k in vb.load()})
-    changes = {}
+    changes = {k: None for k in vb.load()} if ns.clear else {}
     if ns.hands is not None:
         changes["contact"] = ns.hands == "in"
     if ns.skin_ohm is not None:
@@ -113,13 +110,10 @@ def cmd_load(ns):
     if ns.speed is not None:
         changes["speed"] = ns.speed
     try:
-        import tools.paths  # noqa: F401  (boards/ on sys.path)
-        import sim
-        sim.parse_control(json.dumps(dict(vb.load(), **changes)))
+        current = vb.set_load(**changes) if changes else vb.load()
     except ValueError as e:
         print("virtual board: %s" % e, file=sys.stderr)
         return 2
-    current = vb.set_load(**changes) if changes else vb.load()
     print("virtual board %s load: %s%s" % (ns.name, current or "(defaults)",
                                            "" if vb.running else "  (not running)"))
     return 0

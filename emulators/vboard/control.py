@@ -4,13 +4,15 @@ Each board has a state folder (default build/vboard/NAME): `flash/` (the board's
 `state.json` (pid, port, url; present while it runs) and `daemon.log`.
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from emulators import board
+from emulators.board import EmulatedBoard
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = REPO_ROOT / "build" / "vboard"
@@ -23,44 +25,16 @@ class BoardError(RuntimeError):
     """A virtual board could not be started, found or controlled; str() says why."""
 
 
-class VirtualBoard:
+class VirtualBoard(EmulatedBoard):
     """A running (or not) virtual board, by its state folder."""
 
     BOARD = "sim"              # the board file it runs
     KIND = "virtual board"
 
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
-        self.name = name
-        self.state_dir = Path(state_dir) if state_dir else STATE_ROOT / name
+        EmulatedBoard.__init__(self, name, state_dir or STATE_ROOT / name)
         self.flash = self.state_dir / "flash"
-
-    def __repr__(self):
-        return "VirtualBoard(%r, %s)" % (self.name, self.state_dir)
-
-    # ---- state --------------------------------------------------------------------
-    def state(self):
-        """The state dict if the board runs, else None (a stale state file is removed)."""
-        path = self.state_dir / "state.json"
-        try:
-            st = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not _alive(st.get("pid")):
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
-        return st
-
-    @property
-    def running(self):
-        return self.state() is not None
-
-    @property
-    def port(self):
-        st = self.state()
-        return st["port"] if st else None
+        self.control_file = self.flash / CONTROL_FILE
 
     @property
     def url(self):
@@ -103,24 +77,6 @@ class VirtualBoard:
         raise BoardError("virtual board %s did not start within %s s; see %s"
                          % (self.name, timeout, self.state_dir / "daemon.log"))
 
-    def stop(self, timeout=10.0):
-        """Stop the board; True if it was running."""
-        st = self.state()
-        if not st:
-            return False
-        pid = st["pid"]
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.02)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        self.state()            # removes a stale state file
-        return True
-
     def hard_reset(self, timeout=10.0):
         """Restart the interpreter as from power-up (files kept)."""
         st = self.state()
@@ -136,61 +92,17 @@ class VirtualBoard:
             time.sleep(0.02)
         raise BoardError("virtual board %s did not reset within %s s" % (self.name, timeout))
 
-    # ---- the load (boards/sim.py reads flash/plant.json) -----------------------------
-    def load(self):
-        try:
-            return json.loads((self.flash / CONTROL_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
-
+    # ---- the load: EmulatedBoard.load / set_load (boards/sim.py reads flash/plant.json)
     def meter_path(self):
         """The board's bench-meter file (the plant's true current, boards/sim.py)."""
         return str(self.flash / METER_FILE)
 
-    def set_load(self, **settings):
-        """Merge settings (contact, skin_ohm, speed, ...) into the control file, atomically."""
-        current = self.load()
-        for k, v in settings.items():
-            if v is None:
-                current.pop(k, None)
-            else:
-                current[k] = v
-        self.flash.mkdir(parents=True, exist_ok=True)
-        tmp = self.flash / (CONTROL_FILE + ".tmp")
-        tmp.write_text(json.dumps(current, sort_keys=True) + "\n")
-        os.replace(tmp, self.flash / CONTROL_FILE)
-        return current
-
-
-def _alive(pid):
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) is not alive
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
 
 def all_boards(root=STATE_ROOT):
     """VirtualBoard objects for every state folder under root (running or not)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return [VirtualBoard(p.name, p) for p in sorted(root.iterdir()) if p.is_dir()]
+    return board.boards(VirtualBoard, root)
 
 
 def find_by_port(port, root=STATE_ROOT):
     """The running virtual board whose port or URL is `port`, or None."""
-    for b in all_boards(root):
-        st = b.state()
-        if st and port in (st.get("port"), st.get("url")):
-            return b
-    return None
+    return board.find_by_port(VirtualBoard, port, root)

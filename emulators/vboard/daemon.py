@@ -27,19 +27,17 @@ would. SIGTERM / SIGINT stop the board; so does the end of the --owner process.
 
 import argparse
 import errno
-import fcntl
 import json
 import os
-import pty
 import select
 import signal
 import socket
 import subprocess
 import sys
-import termios
 import time
-import tty
 from pathlib import Path
+
+from emulators.board import raw_pty
 
 HERE = Path(__file__).resolve().parent
 VM_BOOT = HERE / "vm_boot.py"
@@ -57,21 +55,6 @@ OUT_CAP = 1 << 20         # and never more than this is kept
 def find_micropython():
     from tools.mpvm.runner import _find_micropython
     return _find_micropython()
-
-
-def _set_nonblock(fd):
-    fl = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-
-
-def _raw_pty():
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[3] &= ~(termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL)
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    _set_nonblock(master)
-    return master, slave
 
 
 def _proc_status(pid, key):
@@ -106,7 +89,7 @@ class Board:
         self.heapsize = heapsize
         self.log_file = log or sys.stderr
         # the port
-        self.port_master, self.port_slave = _raw_pty()
+        self.port_master, self.port_slave = raw_pty()
         self.port_path = os.ttyname(self.port_slave)
         self.listener = None
         self.client = None
@@ -151,7 +134,7 @@ class Board:
     # ---- the interpreter --------------------------------------------------------
     def start_vm(self, mode):
         """mode: "power", "soft" (friendly soft reboot) or "raw" (raw-REPL soft reboot)."""
-        master, slave = _raw_pty()
+        master, slave = raw_pty()
         env = dict(os.environ)
         env["VBOARD_FLASH"] = str(self.flash)
         env["VBOARD_MODE"] = mode

@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from emulators import board
+from emulators.board import EmulatedBoard
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = REPO_ROOT / "build" / "vpico"
 DEFAULT_NAME = "pico"
@@ -59,7 +62,7 @@ def check_prerequisites(node="node", root=REPO_ROOT):
                         "run `make node`" % (version, RP2040JS))
 
 
-class VirtualPico:
+class VirtualPico(EmulatedBoard):
     """An emulated Pico (running or not), by its state folder."""
 
     BOARD = "pico"             # the board file it runs
@@ -69,37 +72,10 @@ class VirtualPico:
     TIMEOUT_SCALE = 4.0
 
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
-        self.name = name
-        self.dir = Path(state_dir) if state_dir else STATE_ROOT / name
+        EmulatedBoard.__init__(self, name, state_dir or STATE_ROOT / name)
+        self.dir = self.state_dir
         self.flash_file = self.dir / "flash.bin"
-        self.control_file = self.dir / "plant.json"
         self.recording = self.dir / "true.csv"
-
-    def __repr__(self):
-        return "VirtualPico(%r, %s)" % (self.name, self.dir)
-
-    # ---- state ---------------------------------------------------------------------------
-    def state(self):
-        """The state dict while the bridge runs, else None (a stale file is removed)."""
-        path = self.dir / "state.json"
-        try:
-            st = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        pid = st.get("pid")
-        if not isinstance(pid, int) or not _alive(pid):
-            path.unlink(missing_ok=True)
-            return None
-        return st
-
-    @property
-    def running(self):
-        return self.state() is not None
-
-    @property
-    def port(self):
-        st = self.state()
-        return st["port"] if st else None
 
     def died(self):
         """Why the emulator last died (DIR/died.txt), or None."""
@@ -164,24 +140,6 @@ class VirtualPico:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout=15.0):
-        """Stop the board (its flash is kept); True if it was running."""
-        st = self.state()
-        if not st:
-            return False
-        pid = st["pid"]
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        self.state()
-        return True
-
     def power_cycle(self, timeout=BOOT_TIMEOUT_S):
         """Cut the power and restore it (the flash keeps what was written); waits for the
         USB port to enumerate again."""
@@ -214,68 +172,16 @@ class VirtualPico:
         tmp.write_text("%d\n" % n)
         os.replace(tmp, self.dir / "cut")
 
-    # ---- the load (runner: frontend.mjs reads plant.json every 0.2 s) -----------------
-    def load(self):
-        try:
-            return json.loads(self.control_file.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def set_load(self, **settings):
-        """Merge settings (contact, skin_ohm, ...; None removes a key) into the control
-        file, atomically; ValueError (nothing written) for a key or value boards/sim.py
-        refuses."""
-        current = self.load()
-        for k, v in settings.items():
-            if v is None:
-                current.pop(k, None)
-            else:
-                current[k] = v
-        text = json.dumps(current, sort_keys=True) + "\n"
-        _parse_control(text)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "plant.json.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.control_file)
-        return current
-
+    # ---- the load: EmulatedBoard.load / set_load (frontend.mjs reads plant.json) -------
     def meter_path(self):
         """The bench meter file (true mean current per emulated second, with "meter")."""
         return str(self.dir / "meter.json")
 
 
-def _parse_control(text):
-    import tools.paths  # noqa: F401  (boards/ on sys.path)
-    import sim
-    return sim.parse_control(text)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def all_picos(root=STATE_ROOT):
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return [VirtualPico(p.name, p) for p in sorted(root.iterdir()) if p.is_dir()]
+    return board.boards(VirtualPico, root)
 
 
 def find_by_port(port, root=STATE_ROOT):
     """The running emulated Pico whose port (or its tty link) is `port`, or None."""
-    real = os.path.realpath(port)
-    for b in all_picos(root):
-        st = b.state()
-        if st and (port in (st.get("port"), st.get("link")) or real == st.get("port")):
-            return b
-    return None
+    return board.find_by_port(VirtualPico, port, root)

@@ -28,10 +28,10 @@ import select
 import signal
 import subprocess
 import sys
-import termios
 import time
-import tty
 from pathlib import Path
+
+from emulators.board import alive, raw_pty
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "runner.mjs"
@@ -39,26 +39,6 @@ STALE_OUTPUT_S = 0.5        # output nobody reads for this long is dropped, as U
 OUT_CAP = 1 << 20
 EXIT_WATCHDOG = 3
 EXIT_POWER_CUT = 4
-
-
-def _raw_pty():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[3] &= ~(termios.ECHO | termios.ECHOE | termios.ECHOK | termios.ECHONL)
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    os.set_blocking(master, False)
-    return master, slave
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Bridge:
@@ -105,7 +85,7 @@ class Bridge:
             self.log("another emulated Pico runs on %s" % self.dir)
             return 2
         (self.dir / "died.txt").unlink(missing_ok=True)
-        self.master, self.slave = _raw_pty()
+        self.master, self.slave = raw_pty()
         self.port = os.ttyname(self.slave)
         link = self.dir / "tty"
         link.unlink(missing_ok=True)
@@ -139,7 +119,7 @@ class Bridge:
         to_pty = b""
         unread_since = None
         while self.stop_sig is None:
-            if self.owner and not _alive(self.owner):
+            if self.owner and not alive(self.owner):
                 self.log("owner %d ended: stopping" % self.owner)
                 break
             if self.power_cycle:
