@@ -35,7 +35,9 @@ from calibration import Calibration
 from clock import Clock
 from commands import Commands
 from protocol import Protocol
+from health import LoopHealth
 from recorder import Recorder
+from telemetry import TelLine
 
 READ_MAX = 64
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
@@ -48,8 +50,9 @@ class App:
 
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
-                 on_active=None, service_button=None, urandom=None):
-        """`store`: a loaded records.Store. `write(bytes)`: one output line. `reader`:
+                 on_active=None, service_button=None, urandom=None, health=None):
+        """`store`: a loaded records.Store. `write(data)`: one output line
+        (bytes-like; it must be consumed before write returns: telemetry reuses its buffer). `reader`:
         `.readinto(buf) -> n` without blocking, or None. `writable()`: False when output
         would block (telemetry is then skipped). `hw`/`sleep_us`: the board's hardware and
         a sleep, for the self test (without them it only reads the idle channels).
@@ -58,7 +61,8 @@ class App:
         `service`: start in service mode (in-process tests and tools only; never on a
         board). `service_button`: None = the board has no service button (the code alone
         suffices), True = held at power-up, False = not held (service_enter refused).
-        `urandom(n)`: random bytes for the code's salt (default os.urandom)."""
+        `urandom(n)`: random bytes for the code's salt (default os.urandom).
+        `health`: main.run's health.LoopHealth (status shows it; a fresh one if None)."""
         self.ctrl = ctrl
         self.store = store
         self.board = ctrl.board
@@ -80,6 +84,8 @@ class App:
         self._sleep_us = sleep_us
         self._on_active = on_active
         self._active = False
+        self.health = health if health is not None else LoopHealth()
+        self._tel = TelLine(sm.NAMES, safety.NAMES)
         self.tel_hz = 0
         self._tel_next = 0
         self.tel_sent = 0
@@ -172,10 +178,10 @@ class App:
                 self.collections += 1
             return
         if self._rpos >= self._rend:
-            if self._reader is None:
-                return
-            n = self._reader.readinto(self._rbuf)
+            n = 0 if self._reader is None else self._reader.readinto(self._rbuf)
             if not n:
+                if self.health.wanted and not active:
+                    self.health.probe_step(clock.uptime_ms())   # between sessions only
                 return
             self._rpos = 0
             self._rend = n
@@ -213,14 +219,15 @@ class App:
             return
         ctrl = self.ctrl
         on = ctrl.hal.enabled
-        ev = {"t": "tel", "ms": now, "state": sm.NAMES[ctrl.session.state],
-              "sp_ua": ctrl.session.sp_ua if on else 0, "i_ua": ctrl.i_ua,
-              "v_mv": ctrl.v_mv, "lim": bool(on and ctrl.regulator.limited),
-              "fault": safety.NAMES[ctrl.safety.fault]}
-        prof = getattr(ctrl.session, "profile", None)    # none before the first start
+        ses = ctrl.session
+        prof = getattr(ses, "profile", None)    # none before the first start
+        peak = -1
         if prof is not None and prof.mode == profiles.MODE_PULSED:
-            ev["peak_ua"] = ctrl.peak_ua if on else 0
-        if self.proto.event(ev):
+            peak = ctrl.peak_ua if on else 0
+        line = self._tel.encode(now, ses.state, ses.sp_ua if on else 0, ctrl.i_ua,
+                                ctrl.v_mv, on and ctrl.regulator.limited,
+                                ctrl.safety.fault, peak)
+        if self.proto.event_raw(line):
             self.tel_sent += 1
 
     # ---- self test and the end of the loop ------------------------------------------------

@@ -20,6 +20,7 @@ docs/protocol.md.
 
 import sys
 
+import health
 import limits
 import profiles
 import records
@@ -152,6 +153,8 @@ class Commands:
                 dose = prof.dose_uamin
         store = app.store
         now = app.clock.uptime_ms()
+        h = app.health
+        h.wanted = True             # the largest free block is searched between sessions
         return {
             "state": sm.NAMES[st], "profile": app.profile_name,
             "mode": profiles.MODE_NAMES[mode] if mode is not None else None,
@@ -171,6 +174,10 @@ class Commands:
             "time": app.clock.epoch(), "uptime_s": app.clock.uptime_s, "tel_hz": app.tel_hz,
             "service": app.service, "code_default": app.auth.code_default,
             "locked_s": (app.auth.locked_ms(now) + 999) // 1000,
+            "loop_worst_us": h.worst_us, "loop_late": h.late,
+            "overruns": ctrl.safety.overruns,
+            "heap_free": health.heap_free(), "heap_largest": h.largest,
+            "heap_largest_s": h.largest_ms // 1000 if h.largest_ms >= 0 else -1,
         }
 
     def schedule(self, f):

@@ -2,7 +2,9 @@
 
 `readinto(buf)` copies the bytes already waiting on stdin, one at a time while
 `select.poll` reports more (a MicroPython stdin `read(n)` would wait for all n),
-up to len(buf); it never waits. `write(data)` sends raw bytes (no LF -> CRLF
+up to len(buf); it never waits. It runs every loop period, so it leaves no garbage:
+`ipoll` (MicroPython; it reuses its result tuple, where `poll` builds a list per call)
+and a read into a preallocated one-byte buffer (`read(1)` would build a bytes object). `write(data)` sends raw bytes (no LF -> CRLF
 translation); `writable()` asks the poll whether output would block (USB connected
 but nobody reading), so telemetry can be skipped instead of stalling the loop.
 `set_interrupt(on)`: while a session runs the app turns Ctrl-C (0x03) off, so a stray
@@ -25,13 +27,47 @@ class HostIO:
         self._wpoll = select.poll()
         self._wpoll.register(self._stdout, select.POLLOUT)
         self.eof = False
+        self._byte = bytearray(1)
+        read1 = getattr(self._in, "readinto", None)
+        # a test stream with read() only: copy
+        self._read1 = read1 if read1 is not None else self._read_copy
+        self._rready = self._poller(self._rpoll, select.POLLIN)
+        self._wready = self._poller(self._wpoll, select.POLLOUT)
+
+    def _read_copy(self, b):
+        data = self._in.read(1)
+        if data:
+            b[0] = data[0]
+        return len(data) if data else 0
+
+    @staticmethod
+    def _poller(p, mask):
+        """A no-argument readiness check on poll object `p` that leaves no garbage
+        where the poll has `ipoll` (MicroPython)."""
+        if not hasattr(p, "ipoll"):
+            def ready():
+                for ev in p.poll(0):
+                    if ev[1] & mask:
+                        return True
+                return False
+        else:
+            ipoll = getattr(p, "ipoll")
+
+            def ready():
+                for ev in ipoll(0):
+                    if ev[1] & mask:
+                        return True
+                return False
+        return ready
 
     def readinto(self, buf):
         n = 0
         size = len(buf)
-        while n < size and self._ready(self._rpoll, select.POLLIN):
-            b = self._in.read(1)
-            if not b:
+        ready = self._rready
+        read1 = self._read1
+        b = self._byte
+        while n < size and ready():
+            if not read1(b):
                 self.eof = True
                 break
             buf[n] = b[0]
@@ -42,14 +78,7 @@ class HostIO:
         self._out.write(data)
 
     def writable(self):
-        return self._ready(self._wpoll, select.POLLOUT)
-
-    @staticmethod
-    def _ready(p, mask):
-        for ev in p.poll(0):
-            if ev[1] & mask:
-                return True
-        return False
+        return self._wready()
 
     @staticmethod
     def set_interrupt(on):

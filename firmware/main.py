@@ -4,35 +4,99 @@ The only firmware file that sleeps. `run()` takes its clock and sleep as argumen
 host tests drive it in virtual time. Any exception escaping the step cuts the output
 before anything else happens (then the fault is latched and reported).
 
-`main()` loads the stored records and the treatment log first (before the watchdog
-starts: the log scan reads every slot), builds the board with the stored calibration,
-and runs the loop with the app's poll (host protocol on stdin/stdout, log, telemetry;
-see app.py). After the loop died, the app records the session that was running.
+`main()` = `build()` then `run()`. `build()` loads the stored records and the treatment
+log first (before the watchdog starts: the log scan reads every slot), builds the board
+with the stored calibration and the app; `run()` runs the loop with the app's poll
+(host protocol on stdin/stdout, log, telemetry; see app.py). After the loop died, the app records the session that was running.
 A board with `build_ui()` gets its buttons, LED and buzzer served after the app's poll
 (ui.py, `loop_poll`); its service button (up + down) is read once, before the loop, and
 handed to the app as `service_button` (None: the board has none).
+Loop health (health.py): `run()` records the worst period and the late periods in a
+LoopHealth that the app's `status` reports; on MicroPython the step runs with the heap
+locked (see `run()`).
 """
 
-import safety
-from calibration import Calibration
-from controller import Controller
-from hal import Hal
-from ticks import ticks_add, ticks_diff
+# Heap layout (MicroPython): importing compiles each module, and the compiler's temporary
+# objects interleave with the code it keeps, so after the imports the free heap is many
+# small holes (on an RP2040: 150 KB free, the largest block 11 KB). A block reserved
+# before any firmware import keeps the low end of the heap in one piece; build() frees
+# it last, leaving one large free block for the loop and the host link.
+RESERVE_BYTES = 48 * 1024
+try:
+    _reserve = bytearray(RESERVE_BYTES)
+except MemoryError:
+    _reserve = None
+
+import health as health_mod  # noqa: E402
+import safety  # noqa: E402
+from calibration import Calibration  # noqa: E402
+from controller import Controller  # noqa: E402
+from hal import Hal  # noqa: E402
+from ticks import ticks_add, ticks_diff  # noqa: E402
 
 
-def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1):
+def _no_lock():
+    return 0
+
+
+try:
+    import micropython as _mp
+except ImportError:
+    _mp = None
+# CPython (the host's shim) and ports built without it have no heap_lock
+_heap_lock = getattr(_mp, "heap_lock", _no_lock)
+_heap_unlock = getattr(_mp, "heap_unlock", _no_lock)
+_LOCKS = _heap_lock is not _no_lock
+
+
+def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
     """Call ctrl.tick() every period until max_steps (never, if negative).
 
     `poll()` is called after each step (host commands, buttons); it must not block.
-    An overrun does not accumulate debt: the schedule restarts from now, and the
-    safety monitor judges the late step.
+    An overrun does not accumulate debt: a period that starts more than the slack
+    (health.LATE_SLACK_US) after its due time restarts the schedule from now, and the
+    safety monitor judges the late step. `health` (a health.LoopHealth, or None) gets
+    the worst period and the late periods.
+
+    Where MicroPython has `micropython.heap_lock`, the step runs with the heap locked:
+    its function frames then live on the C stack instead of the GC heap (on an RP2040
+    that halves the step's time), and an allocation inside the step raises MemoryError
+    instead of starting a collection: the handler below cuts the output and faults.
     """
     period = ctrl.period_us
+    slack = health_mod.LATE_SLACK_US
+    if health is None:
+        health = health_mod.LoopHealth()
+    tick = ctrl.tick
+    lock = _heap_lock
+    unlock = _heap_unlock
+    locking = _LOCKS
+    locked = False
+    worst = health.worst_us
+    late = health.late
     due = ticks_us()
+    last = due
     n = 0
     try:
         while n != max_steps:
-            ctrl.tick(ticks_us())
+            now = ticks_us()
+            if ticks_diff(now, due) > slack:
+                late += 1
+                health.late = late
+                due = now                     # no debt: the schedule restarts here
+            d = ticks_diff(now, last)
+            last = now
+            if d > worst:
+                worst = d
+                health.worst_us = d
+            if locking:
+                locked = True
+                lock()
+                tick(now)
+                unlock()
+                locked = False
+            else:
+                tick(now)
             if poll is not None:
                 poll()
             n += 1
@@ -40,10 +104,10 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1):
             wait = ticks_diff(due, ticks_us())
             if wait > 0:
                 sleep_us(wait)
-            else:
-                due = ticks_us()
     except BaseException:
         ctrl.hal.off()                      # first: no current, whatever happened
+        if locked:
+            unlock()                        # the step raised with the heap locked
         ctrl.safety.fault = safety.F_EXCEPTION
         ctrl.session.fault(safety.F_EXCEPTION)
         raise
@@ -79,7 +143,25 @@ def _watchdog_arming(board, hal):
     return arm
 
 
-def main():
+class Board:
+    """What `build()` wires: the controller, the app, the loop's poll, clock and sleep,
+    the host link and the loop's health record."""
+
+    def __init__(self, ctrl, app, poll, ticks_us, sleep_us, io, health):
+        self.ctrl = ctrl
+        self.app = app
+        self.poll = poll
+        self.ticks_us = ticks_us
+        self.sleep_us = sleep_us
+        self.io = io
+        self.health = health
+
+
+def build():
+    """Load the stored records, build the board's hardware, HAL, controller and app (as
+    `main()` runs them; tools/pico_bench drives the same graph). Ends by freeing the
+    import-time reserve (see RESERVE_BYTES) and a collection."""
+    import gc
     import time
 
     import board
@@ -107,16 +189,26 @@ def main():
     ticks = getattr(board, "ticks_us", None) or time.ticks_us
     sleep = getattr(board, "sleep_us", None) or time.sleep_us
     io = HostIO()
+    health = health_mod.LoopHealth()
     app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable,
               uid=_unique_id(board), hw=hw, sleep_us=sleep,
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
               on_active=lambda active: io.set_interrupt(not active),
-              service_button=service_button)
+              service_button=service_button, health=health)
+    poll = loop_poll(app, ui_hw)
+    global _reserve
+    _reserve = None
+    gc.collect()
+    return Board(ctrl, app, poll, ticks, sleep, io, health)
+
+
+def main():
+    b = build()
     try:
-        run(ctrl, ticks, sleep, poll=loop_poll(app, ui_hw))
+        run(b.ctrl, b.ticks_us, b.sleep_us, poll=b.poll, health=b.health)
     finally:
-        io.set_interrupt(True)
-        app.crashed()     # the output is already off (run's handler, or never on)
+        b.io.set_interrupt(True)
+        b.app.crashed()     # the output is already off (run's handler, or never on)
 
 
 def _unique_id(board):

@@ -28,7 +28,7 @@ _LF = b"\n"
 class Protocol:
     def __init__(self, handler, write, line_max=LINE_MAX):
         """`handler(cmd, request_dict)` returns the reply's fields (a dict) or raises Reject;
-        `write(bytes)` sends one line (LF included)."""
+        `write(data)` sends one line (LF included; bytes-like, consumed before it returns)."""
         self.handler = handler
         self.write = write
         self.line_max = line_max
@@ -128,10 +128,11 @@ class Protocol:
         except Exception:
             self.write_errors += 1
 
-    def event(self, obj):
-        """An unsolicited line (obj carries "t"); False when it could not be written."""
+    def event_raw(self, line):
+        """An unsolicited line already encoded (bytes-like, LF included); False when it
+        could not be written."""
         try:
-            self.write(json.dumps(obj).encode() + _LF)
+            self.write(line)
             return True
         except Exception:
             self.write_errors += 1

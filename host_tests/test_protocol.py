@@ -324,7 +324,7 @@ def test_telemetry_is_skipped_when_the_host_does_not_read():
     rig = Rig()
     blocked = [True]
     from app import App
-    app = App(rig.ctrl, rig.store, rig.out.append, rig.ticks, writable=lambda: not blocked[0])
+    app = App(rig.ctrl, rig.store, rig.write, rig.ticks, writable=lambda: not blocked[0])
     app.set_telemetry(50)
     for _ in range(200):
         rig.bench.step()

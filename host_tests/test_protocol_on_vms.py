@@ -1,7 +1,8 @@
 """The protocol and storage on the MicroPython unix and WebAssembly ports.
 
-* host_tests/mp/test_protocol_mp.py, test_storage_mp.py and test_auth_mp.py (service mode),
-  one pytest case per test;
+* host_tests/mp/test_protocol_mp.py, test_storage_mp.py, test_auth_mp.py (service mode) and
+  test_loop_health_mp.py (telemetry without garbage, the largest-block probe, the heap
+  locked around the step), one pytest case per test;
 * the loop's poll under an input flood, timed on the unix port (its FLOOD line);
 * a differential fuzz: hypothesis-generated lines through the protocol on the unix port
   and on CPython must give the same replies (MicroPython's own json and UTF-8 decoder
@@ -32,6 +33,11 @@ test_protocol_mp = mp_module_test("test_protocol_mp", path_dirs=DIRS, interps=VM
 test_storage_mp = mp_module_test("test_storage_mp", path_dirs=DIRS, interps=VMS, timeout=TIMEOUT)
 # service mode (technician code, rate limit): also on CPython, where `micropython` is a shim
 test_auth_mp = mp_module_test("test_auth_mp", path_dirs=DIRS, interps=VMS, timeout=TIMEOUT)
+test_loop_health_mp = mp_module_test("test_loop_health_mp", path_dirs=DIRS, interps=VMS,
+                                     timeout=TIMEOUT)
+test_loop_health_mp_cpython = mp_module_test(
+    "test_loop_health_mp", path_dirs=DIRS + [REPO_ROOT / "tools" / "shims"], interps=("cpython",),
+    timeout=TIMEOUT)
 test_auth_mp_cpython = mp_module_test("test_auth_mp", path_dirs=DIRS + [REPO_ROOT / "tools" / "shims"],
                                       interps=("cpython",), timeout=TIMEOUT)
 
@@ -61,7 +67,8 @@ def test_poll_wall_time_under_flood_on_micropython_unix(tmp_path):
 
 
 MEASURED = ("i_ua", "v_mv", "load_ohm", "flow_pct", "checks", "python", "sp_ua", "charge_uamin",
-            "limited", "pass")
+            "limited", "pass", "heap_free", "heap_largest", "heap_largest_s", "loop_worst_us",
+            "loop_late")
 
 
 def _normal(reply):

@@ -59,7 +59,7 @@ class Rig:
             s -= d
 
     def write(self, line):
-        self.out.append(line)
+        self.out.append(bytes(line))   # a write consumes its data: telemetry reuses its buffer
 
     def sleep_us(self, us):
         """The self test's waits: the plant runs on (the loop does not tick meanwhile)."""

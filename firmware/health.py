@@ -1,0 +1,85 @@
+"""Loop health, visible from outside through `status`: period timing and the heap.
+
+`LoopHealth` is filled by main.run every period:
+  worst_us  the longest period since boot (start of one step to the start of the next);
+  late      periods since boot that started more than LATE_SLACK_US after their due
+            time (the schedule then restarts from that moment: no catching up).
+The safety monitor counts its own overruns (safety.Safety.overruns: a step more than
+1.5 periods after the previous one), independently of this record.
+
+The heap: `heap_free()` is gc.mem_free(). MicroPython has no call for the largest free
+block, so `probe_step()` finds it by allocating, one attempt per call: sizes descending
+from the free heap by 1/16 each, with the automatic collection off (a failed attempt
+raises MemoryError at once instead of collecting; it scans the allocation table, about
+0.5 ms on an RP2040). The first success ends the search: `largest` is that size, a
+lower bound within 1/16 of the truth, and `largest_ms` the uptime it was measured at.
+That one block is garbage at once, but it sits in the largest free block until the
+next collection. So the app probes only after a `status` asked for it (`wanted`), only
+while no session runs, in polls that read no input, and at most once every
+PROBE_EVERY_MS; during a session `status` reports the value measured before it.
+"""
+
+from micropython import const
+
+LATE_SLACK_US = const(500)       # a tenth of the 5 ms control period
+PROBE_EVERY_MS = const(10000)
+_GRAIN = const(64)
+
+
+class LoopHealth:
+    def __init__(self):
+        self.worst_us = 0
+        self.late = 0
+        self.largest = -1        # bytes; -1 = not measured yet
+        self.largest_ms = -1     # uptime ms of that measurement
+        self.wanted = False      # set by `status`: search the largest block when idle
+        self._try = 0            # next size to try; 0 = no search under way
+        self._gc = gc_module()
+
+    def probe_step(self, now_ms):
+        """One attempt of the largest-block search (see the module doc); `now_ms`: uptime.
+        True while a search is under way."""
+        gc = self._gc
+        if gc is None:
+            return False
+        n = self._try
+        if n == 0:
+            if self.largest_ms >= 0 and now_ms - self.largest_ms < PROBE_EVERY_MS:
+                return False
+            n = gc.mem_free()
+        auto = gc.isenabled()
+        gc.disable()
+        try:
+            bytearray(n)
+            ok = True
+        except MemoryError:
+            ok = False
+        if auto:
+            gc.enable()
+        if ok or n <= _GRAIN:
+            self.largest = n if ok else 0
+            self.largest_ms = now_ms
+            self._try = 0
+            self.wanted = False
+            return False
+        self._try = n - (n >> 4) - _GRAIN
+        return True
+
+    def reset_worst(self):
+        """Start the worst-period record again (e.g. a bench between phases)."""
+        self.worst_us = 0
+
+
+def gc_module():
+    """MicroPython's gc with mem_free, or None (CPython)."""
+    try:
+        import gc
+    except ImportError:
+        return None
+    return gc if hasattr(gc, "mem_free") else None
+
+
+def heap_free():
+    """Free heap bytes, or -1 where unknown (CPython)."""
+    gc = gc_module()
+    return gc.mem_free() if gc is not None else -1

@@ -1,0 +1,105 @@
+"""Loop health and the periodic path's garbage, on MicroPython (and CPython where it applies).
+
+* telemetry (telemetry.TelLine) is the JSON of its fields, DC and pulsed;
+* the app's poll in TREAT with 50 Hz telemetry allocates nothing once each line length
+  was seen (the old dict + json.dumps path left ~400 bytes per line);
+* health.LoopHealth.probe_step finds a block that can really be allocated, no larger
+  than the free heap, and stops (MicroPython only);
+* main.run with the heap locked around the step: an allocation inside the step faults
+  the session with the output off, and the heap is unlocked afterwards.
+"""
+
+import json
+
+import health
+import main
+import mptest
+import safety
+import session as sm
+from protorig import Rig
+from telemetry import TelLine
+
+
+def test_telemetry_line_is_the_json_of_its_fields():
+    t = TelLine(sm.NAMES, safety.NAMES)
+    got = json.loads(bytes(t.encode(123456, sm.TREAT, 15000, 14987, 22480, False, 0, -1)))
+    assert got == {"t": "tel", "ms": 123456, "state": "TREAT", "sp_ua": 15000,
+                   "i_ua": 14987, "v_mv": 22480, "lim": False, "fault": "ok"}, got
+    got = json.loads(bytes(t.encode(0, sm.FAULT, 0, -73, 0, True, safety.F_OVERRUN, 20000)))
+    assert got == {"t": "tel", "ms": 0, "state": "FAULT", "sp_ua": 0, "i_ua": -73,
+                   "v_mv": 0, "lim": True, "fault": "overrun", "peak_ua": 20000}, got
+    assert bytes(t.encode(7, 0, 0, 0, 0, False, 0, -1)).endswith(b"}\n")
+
+
+def test_poll_with_telemetry_leaves_no_garbage():
+    if not mptest.is_micropython():
+        raise mptest.Skip("heap accounting needs MicroPython")
+    rig = Rig(skin_ohm=1000.0)
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    rig.ok("telemetry", on=True, hz=50)
+    n = [0]
+
+    def sink(line):                       # a stream consumes the line (no copy kept)
+        n[0] += len(line)
+    rig.app.proto.write = sink
+    poll = rig.app.poll
+    for _ in range(400):                  # every line length once (a view each)
+        rig.bench.step()
+        poll()
+    sent = rig.app.tel_sent
+    worst = 0
+    for _ in range(400):
+        rig.bench.step()
+        a = mptest.allocated_by(poll)
+        if a > worst:
+            worst = a
+    assert rig.app.tel_sent - sent >= 90 and n[0] > 90 * 80, (rig.app.tel_sent - sent, n)
+    assert worst == 0, worst
+
+
+def test_largest_block_probe_finds_an_allocatable_block():
+    if not mptest.is_micropython():
+        raise mptest.Skip("the probe needs MicroPython's gc")
+    import gc
+    gc.collect()
+    free = gc.mem_free()
+    h = health.LoopHealth()
+    steps = 0
+    while h.probe_step(1000):
+        steps += 1
+        assert steps < 200
+    assert 1024 <= h.largest <= free, (h.largest, free)
+    assert h.largest_ms == 1000 and not h.wanted
+    bytearray(h.largest)                   # it can be allocated
+    assert not h.probe_step(2000)          # cached: no new search before PROBE_EVERY_MS
+    assert h.largest_ms == 1000
+
+
+def test_an_allocation_in_the_step_faults_with_the_heap_locked():
+    if not mptest.is_micropython():
+        raise mptest.Skip("heap_lock needs MicroPython")
+    rig = Rig(skin_ohm=1000.0)
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.RAMP_UP, 60)
+    ctrl = rig.ctrl
+    real = ctrl.regulator.step
+
+    def allocating_step(sp, i, v):
+        [sp, i, v]                         # a list: heap
+        return real(sp, i, v)
+    ctrl.regulator.step = allocating_step
+    b = rig.bench
+
+    def sleep(us):
+        b.now_us += us
+        b.plant.step(us / 1e6)
+    try:
+        main.run(ctrl, rig.ticks, sleep, max_steps=5)
+        raised = None
+    except MemoryError as e:
+        raised = e
+    assert raised is not None
+    assert ctrl.session.state == sm.FAULT and ctrl.safety.fault == safety.F_EXCEPTION
+    assert not ctrl.hal.enabled and ctrl.hal.ref_code == 0
+    [1, 2, 3]                              # the heap is unlocked again

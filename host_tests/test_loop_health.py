@@ -1,0 +1,87 @@
+"""Loop health visible from outside: main.run's late periods and worst period, the
+`status` fields (docs/protocol.md), and HostIO reading without blocking or garbage.
+
+In virtual time: a poll that holds the loop for a given time makes exactly the periods
+late that the slack (health.LATE_SLACK_US) says it should.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mp"))
+
+import health  # noqa: E402
+import main  # noqa: E402
+import session as sm  # noqa: E402
+from hostio import HostIO  # noqa: E402
+from protorig import Rig  # noqa: E402
+
+
+def _loop(rig, stalls):
+    """main.run for len(stalls) periods; poll k holds the loop stalls[k] µs."""
+    b = rig.bench
+    k = [0]
+
+    def poll():
+        b.now_us += stalls[k[0]]
+        k[0] += 1
+
+    def sleep(us):
+        b.plant.step(us / 1e6)
+        b.now_us += us
+    h = health.LoopHealth()
+    assert main.run(rig.ctrl, rig.ticks, sleep, poll=poll, max_steps=len(stalls),
+                    health=h) == len(stalls)
+    return h
+
+
+def test_late_periods_and_the_worst_period_are_counted():
+    rig = Rig(skin_ohm=1000.0)
+    slack = health.LATE_SLACK_US
+    period = rig.ctrl.period_us
+    # on time; within the slack past the due time (not late); 2 ms past it (late)
+    stalls = [0] * 10 + [period + slack - 100] + [0] * 10 + [period + 2000] + [0] * 10
+    h = _loop(rig, stalls)
+    assert h.late == 1, h.late
+    assert h.worst_us == period + 2000, h.worst_us
+    h2 = _loop(rig, [0] * 50)
+    assert h2.late == 0 and h2.worst_us == period
+
+
+def test_status_carries_loop_health_and_heap():
+    rig = Rig(skin_ohm=1000.0)
+    rig.app.health.late = 3
+    rig.app.health.worst_us = 7400
+    rig.ctrl.safety.overruns = 2
+    s = rig.ok("status")
+    assert s["loop_late"] == 3 and s["loop_worst_us"] == 7400 and s["overruns"] == 2
+    assert s["heap_free"] == -1 and s["heap_largest"] == -1 and s["heap_largest_s"] == -1
+    assert rig.app.health.wanted            # the next idle polls search the largest block
+
+
+def test_status_overruns_are_the_monitors():
+    rig = Rig(skin_ohm=1000.0)
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    b = rig.bench
+    b.now_us += 3 * rig.ctrl.period_us          # one late step, seen by the monitor
+    rig.step()
+    assert rig.ok("status")["overruns"] == rig.ctrl.safety.overruns == 1
+
+
+def test_hostio_reads_what_waits_and_never_blocks():
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    with open(r, "rb", buffering=0) as fin, open(w2, "wb", buffering=0) as fout:
+        io = HostIO(stdin=fin, stdout=fout)
+        buf = bytearray(8)
+        assert io.readinto(buf) == 0          # nothing waiting: returns at once
+        os.write(w, b"abcdefghij")
+        assert io.readinto(buf) == 8 and bytes(buf) == b"abcdefgh"
+        assert io.readinto(buf) == 2 and bytes(buf[:2]) == b"ij"
+        assert io.writable()
+        io.write(b"x\n")
+        assert os.read(r2, 8) == b"x\n"
+        os.close(w)
+        assert io.readinto(buf) == 0          # writer gone: still no wait
+    os.close(r2)
