@@ -1,0 +1,286 @@
+"""On-board loop benchmark: main.run's loop on the real board file, state by state.
+
+Runs ON the board (MicroPython), e.g. on the emulated Pico or a real one:
+
+    mpremote connect PORT run tools/pico_bench/bench.py
+    mpremote connect PORT exec "BENCH = {'flood': 1, 'treat_s': 120}" run tools/pico_bench/bench.py
+
+It builds the app exactly as main.main() does (main.build(): board.py, HAL, controller,
+app with HostIO on USB, the UI), turns telemetry on (10 Hz, to USB), and drives
+main.run() itself through a scripted session sequence (commands straight to the app's
+command handler, as the protocol would):
+    IDLE; DC: start -> WAIT_CONTACT -> RAMP_UP -> TREAT (treat_s) -> pause (RAMP_DOWN ->
+    PAUSED) -> resume -> RAMP_UP -> TREAT -> stop -> RAMP_DOWN -> DONE; reset;
+    then a pulsed and a dose session (-> TREAT, stop, DONE, reset each).
+The load is whatever the host puts on ADC0/ADC1 (the emulator's plant, or a real load):
+a state the load never lets the session reach is simply not reported.
+
+Settings (a dict `BENCH` defined in the board's globals before the run, all optional):
+    flood    1: a host flooding the input (status, identify, refused commands, garbage,
+             invalid UTF-8, over-long lines, served by an in-board reader in place of
+             USB input; replies go to USB like any reply). Default 0.
+    tel_hz   telemetry rate (default 10; 0 = off).
+    treat_s  seconds of the first DC TREAT phase (default 120).
+    soak_s   extra seconds of DC TREAT after it, for the heap figure (default 0; 180
+             makes 5 minutes of treatment; treat_s + soak_s at most 320: 16-bit counts).
+    phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, DONE, TREAT in
+             pulsed and dose; default 5).
+Output: one JSON line per state reached, starting {"bench": STATE, ...}, then one
+{"bench": "summary", ...}; other lines on the port (telemetry, replies) never carry
+"bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
+poll; 20 µs histogram bins, so percentiles are bin upper edges), period_p50/max (µs),
+late (health.LoopHealth late periods), overruns (safety monitor).
+The summary: fault, worst period, late periods and overruns in all, collections,
+alloc_bytes (bytes the loop allocated over all `periods`, from gc.mem_alloc before and
+after the run with the automatic collection off, so every byte shows; null when the
+app collected meanwhile; gc.mem_alloc takes ~9 ms on an RP2040, so it is never called
+between periods: called while current flows it would stretch a period into the
+monitor's overrun fault), heap_free, heap_largest (the heap as the run
+left it) and heap_largest_after_gc (health.LoopHealth's probe). The control step
+itself runs with the heap locked in main.run: an allocation there would raise and fault.
+The bench turns the automatic collection off (gc.disable); the app's own collections
+(app.py, GC_LOW) still run.
+"""
+
+import gc
+import json
+import time
+from array import array
+
+import micropython
+
+import health
+import main
+import profiles
+import safety
+import session as sm
+
+CFG = {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 0, "phase_s": 5}
+try:
+    CFG.update(BENCH)  # noqa: F821 - set by the host through mpremote exec
+except NameError:
+    pass
+
+_BIN = 20                 # µs per histogram bin
+_NB = 250                 # bins: up to 5 ms, above that the last bin (max kept apart)
+_PBIN = 50                # period histogram: 50 µs bins up to 12.5 ms
+_NPB = 250
+CLASSES = ("IDLE", "WAIT_CONTACT", "RAMP_UP", "TREAT_DC", "TREAT_PULSED", "TREAT_DOSE",
+           "REVERSE", "RAMP_DOWN", "DONE", "PAUSED", "FAULT")
+_STATE_CLASS = (0, 1, 2, 3, 6, 7, 8, 9, 10)       # session state -> class (TREAT: by mode)
+
+PATTERN = (b'{"id":1,"cmd":"status"}\n' + b'{"id":2,"cmd":"start","target_ua":999999}\n' +
+           b'\xff\xfe garbage \x00\n' + b"x" * 300 + b"\n" + b'{"id":3,"cmd":"identify"}\n' +
+           b'{"id":4,"cmd":"nope"}\n' + b'{"id":5,"cmd":"status"}\n')
+
+
+class Flood:
+    """An input that never runs dry (in place of HostIO's USB input)."""
+
+    def __init__(self):
+        self.pos = 0
+
+    def readinto(self, buf):
+        p = PATTERN
+        n = len(p)
+        k = self.pos
+        for i in range(len(buf)):
+            buf[i] = p[k]
+            k += 1
+            if k == n:
+                k = 0
+        self.pos = k
+        return len(buf)
+
+
+class Stats:
+    def __init__(self):
+        nc = len(CLASSES)
+        # 16-bit counts: at most 65535 periods (327 s) in one state
+        self.tick = [array("H", bytearray(2 * _NB)) for _ in range(nc)]
+        self.poll = [array("H", bytearray(2 * _NB)) for _ in range(nc)]
+        self.per = [array("H", bytearray(2 * _NPB)) for _ in range(nc)]
+        self.n = array("I", bytearray(4 * nc))
+        self.tmax = array("I", bytearray(4 * nc))
+        self.pmax = array("I", bytearray(4 * nc))
+        self.permax = array("I", bytearray(4 * nc))
+        self.late = array("I", bytearray(4 * nc))
+        self.over = array("I", bytearray(4 * nc))
+
+
+def main_bench():
+    st = Stats()                 # first: the app's graph is then built as main() builds it
+    b = main.build()
+    ctrl = b.ctrl
+    app = b.app
+    hl = b.health
+    ses = ctrl.session
+    saf = ctrl.safety
+    ticks_us = time.ticks_us
+    ticks_diff = time.ticks_diff
+    real_poll = b.poll
+    # the loop's state, in a bytearray-free object so the wrapper allocates nothing
+    v = array("i", [0, 0, 0, 0])   # last_us, (unused), late, overruns
+    v[0] = ticks_us()
+
+    def cls_now():
+        s = ses.state
+        if s == sm.TREAT:
+            m = ses.profile.mode
+            return 4 if m == profiles.MODE_PULSED else 5 if m == profiles.MODE_DOSE else 3
+        return _STATE_CLASS[s]
+
+    def timed_poll():
+        t1 = ticks_us()
+        last = ctrl._last_us
+        tk = ticks_diff(t1, last)
+        per = ticks_diff(last, v[0])
+        v[0] = last
+        c = cls_now()
+        real_poll()
+        pl = ticks_diff(ticks_us(), t1)
+        st.n[c] += 1
+        st.tick[c][tk // _BIN if tk < _BIN * _NB else _NB - 1] += 1
+        st.poll[c][pl // _BIN if pl < _BIN * _NB else _NB - 1] += 1
+        st.per[c][per // _PBIN if per < _PBIN * _NPB else _NPB - 1] += 1
+        if tk > st.tmax[c]:
+            st.tmax[c] = tk
+        if pl > st.pmax[c]:
+            st.pmax[c] = pl
+        if per > st.permax[c]:
+            st.permax[c] = per
+        if hl.late != v[2]:
+            st.late[c] += hl.late - v[2]
+            v[2] = hl.late
+        if saf.overruns != v[3]:
+            st.over[c] += saf.overruns - v[3]
+            v[3] = saf.overruns
+
+    def run_s(seconds, until=None):
+        """main.run for `seconds` of periods, or until `until()` (checked every 20)."""
+        steps = seconds * 1000000 // ctrl.period_us
+        done = 0
+        while done < steps:
+            main.run(ctrl, b.ticks_us, b.sleep_us, poll=timed_poll, max_steps=20,
+                     health=hl)
+            done += 20
+            if until is not None and until():
+                return True
+        return False
+
+    def cmd(name, **fields):
+        try:
+            return app.commands.handle(name, fields)
+        except Exception as e:       # e.g. a fault ended the session: report it, go on
+            print(json.dumps({"bench": "refused", "cmd": name, "why": repr(e),
+                              "state": sm.NAMES[ses.state],
+                              "fault": safety.NAMES[saf.fault]}))
+
+    def start(name, **changes):
+        """A session of catalogue profile `name`, started as the start command does
+        (the command itself would refuse a board without calibration or prescription)."""
+        p = profiles.from_catalog(name, **changes)
+        app.recorder.observe(ctrl, app.clock)
+        if ses.state == sm.FAULT or ses.state == sm.DONE:
+            ctrl.reset()
+        ctrl.start(p)
+        app.recorder.begin(app.clock)
+        app.profile_name = name
+
+    flood = Flood() if CFG["flood"] else None
+    if flood is not None:
+        app._reader = flood
+    app.set_telemetry(CFG["tel_hz"])
+    gc.collect()
+    gc.disable()
+    alloc0 = gc.mem_alloc()         # ~9 ms on an RP2040: only before and after the run
+    coll0 = app.collections
+    ps = CFG["phase_s"]
+    try:
+        run_s(ps)                                                    # IDLE
+        # DC: the hands profile at 15 mA
+        start("hands", duration_s=1800, ramp_up_s=10)
+        run_s(60, lambda: ses.state == sm.TREAT)
+        run_s(CFG["treat_s"] + CFG["soak_s"], lambda: ses.state != sm.TREAT)
+        cmd("pause")
+        run_s(30, lambda: ses.state == sm.PAUSED)
+        run_s(ps)
+        cmd("resume")
+        run_s(60, lambda: ses.state == sm.TREAT)
+        run_s(ps)
+        cmd("stop")
+        run_s(30, lambda: ses.state == sm.DONE)
+        run_s(ps)
+        cmd("reset")
+        for prof in ("underarm", "drug"):
+            start(prof, ramp_up_s=10)
+            run_s(60, lambda: ses.state == sm.TREAT)
+            run_s(ps, lambda: ses.state != sm.TREAT)
+            cmd("stop")
+            run_s(30, lambda: ses.state == sm.DONE)
+            cmd("reset")
+        run_s(1)
+    finally:
+        app._reader = b.io
+        app.set_telemetry(0)
+        alloc = gc.mem_alloc() - alloc0
+        gc.enable()
+        b.io.set_interrupt(True)
+    periods = 0
+    for c in range(len(CLASSES)):
+        periods += st.n[c]
+    report(st, hl, saf, ctrl, app,
+           None if app.collections != coll0 else alloc, periods)
+
+
+def _pct(h, n, q, bin_us):
+    want = (n * q + 99) // 100
+    acc = 0
+    for k in range(len(h)):
+        acc += h[k]
+        if acc >= want:
+            return (k + 1) * bin_us
+    return len(h) * bin_us
+
+
+def _largest(hl, feed):
+    hl.largest_ms = -1
+    while hl.probe_step(0):
+        feed()
+    return hl.largest
+
+
+def report(st, hl, saf, ctrl, app, alloc, periods):
+    feed = ctrl.hal.feed_watchdog      # a session armed the board's watchdog
+    for c in range(len(CLASSES)):
+        feed()
+        n = st.n[c]
+        if not n:
+            continue
+        print(json.dumps({
+            "bench": CLASSES[c], "n": n,
+            "tick_p50": _pct(st.tick[c], n, 50, _BIN), "tick_p99": _pct(st.tick[c], n, 99, _BIN),
+            "tick_max": st.tmax[c],
+            "poll_p50": _pct(st.poll[c], n, 50, _BIN), "poll_p99": _pct(st.poll[c], n, 99, _BIN),
+            "poll_max": st.pmax[c],
+            "period_p50": _pct(st.per[c], n, 50, _PBIN), "period_max": st.permax[c],
+            "late": st.late[c], "overruns": st.over[c]}))
+    feed()
+    largest = _largest(hl, feed)    # the heap as the loop left it (garbage and all)
+    gc.collect()
+    feed()
+    largest_gc = _largest(hl, feed)  # after a collection
+    print(json.dumps({
+        "bench": "summary", "cfg": CFG, "fault": safety.NAMES[saf.fault],
+        "worst_period_us": hl.worst_us, "late": hl.late, "overruns": saf.overruns,
+        "collections": app.collections, "periods": periods,
+        "alloc_bytes": alloc, "tel_sent": app.tel_sent,
+        "lines": app.proto.lines, "internal": app.proto.internal,
+        "heap_free": gc.mem_free(), "heap_largest": largest,
+        "heap_largest_after_gc": largest_gc,
+        "python": "%s %s" % (__import__("sys").implementation.name,
+                             __import__("sys").version)}))
+
+
+micropython.alloc_emergency_exception_buf(200)
+main_bench()
