@@ -23,6 +23,9 @@ COMPLIANCE_MV = const(40000)
 HW_TRIP_UA = const(0)       # no comparator modelled
 OVERSAMPLE = const(1)
 WDT_TIMEOUT_MS = const(500)
+# the plant runs in the firmware's interpreter and allocates floats every step: the
+# collector must stay on through a session (firmware/app.py turns it off on real boards)
+SESSION_GC_OFF = False
 # the plant has no gain or offset error unless a test gives it one: identity calibration,
 # used by the firmware only while no calibration is stored on the (virtual) board
 DEFAULT_CALIBRATION = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0,

@@ -10,10 +10,19 @@ never hold the loop for long. Per call it does, in this order:
      output stream reports it is not writable);
   5. input: at most READ_MAX bytes read from the host, at most ONE line answered, and
      none in the poll right after one that answered a line: that poll instead collects
-     the garbage if the heap is getting low (MicroPython), so a collection never adds to
-     the cost of a line.
+     the garbage if the heap is getting low (MicroPython) and no session runs, so a
+     collection never adds to the cost of a line.
 So a flood of input costs at most one short read and one reply per two loop periods;
 the rest waits in the host's and the USB stack's buffers (flow control).
+No collection while a session runs: one takes ~17 ms on an RP2040 (3.4 loop periods), so
+the loop would stop for longer than the safety monitor allows while current flows (it
+faults `overrun`). From a session's start to its end the automatic collector is off
+(gc.disable): an allocation that finds no room raises MemoryError instead of collecting,
+and the line that needed it is answered E_BUSY (protocol.busy: nothing allocated,
+nothing changed by a refused line; a command whose reply ran out of room after acting
+is still answered E_BUSY). The control step (heap locked) and telemetry (preallocated)
+never allocate, so the treatment goes on; the collector is back on, and collects, once
+the session has ended.
 Commands that write flash or drive the output are refused while a session runs.
 
 Service mode (`service`) is never on at boot on a board: `service_enter` with the technician
@@ -50,13 +59,16 @@ class App:
 
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
-                 on_active=None, service_button=None, urandom=None, health=None):
+                 on_active=None, service_button=None, urandom=None, health=None,
+                 session_gc_off=False):
         """`store`: a loaded records.Store. `write(data)`: one output line
         (bytes-like; it must be consumed before write returns: telemetry reuses its buffer). `reader`:
         `.readinto(buf) -> n` without blocking, or None. `writable()`: False when output
         would block (telemetry is then skipped). `hw`/`sleep_us`: the board's hardware and
         a sleep, for the self test (without them it only reads the idle channels).
         `default_cal`: the board's calibration dict, used only while none is stored.
+        `session_gc_off`: the collector off while a session runs (main: every board but
+        one whose plant allocates in-process, boards/sim.py's SESSION_GC_OFF).
         `on_active(bool)`: told when a session starts or ends (e.g. Ctrl-C off/on).
         `service`: start in service mode (in-process tests and tools only; never on a
         board). `service_button`: None = the board has no service button (the code alone
@@ -97,6 +109,7 @@ class App:
         self._rend = 0
         self._answered = False
         self.collections = 0
+        self._session_gc_off = session_gc_off
         try:
             import gc
             self._gc = gc if hasattr(gc, "mem_free") else None
@@ -149,15 +162,13 @@ class App:
         clock = self.clock
         clock.update()
         ctrl = self.ctrl
+        active = self.session_active()
+        if active != self._active:
+            self._set_active(active)
         rec = self.recorder
         rec.observe(ctrl, clock)
-        active = self.session_active()
         if rec.pending and not active and not ctrl.hal.enabled:
             self._flush_log()
-        if active != self._active:
-            self._active = active
-            if self._on_active is not None:
-                self._on_active(active)
         if self.service:
             # a treatment ends service mode; a technician's calibration hold keeps it
             hold = active and ctrl.session.profile.mode == profiles.MODE_CAL
@@ -173,7 +184,7 @@ class App:
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
             gc = self._gc
-            if gc is not None and gc.mem_free() < GC_LOW:
+            if gc is not None and not active and gc.mem_free() < GC_LOW:
                 gc.collect()
                 self.collections += 1
             return
@@ -186,8 +197,25 @@ class App:
             self._rpos = 0
             self._rend = n
         lines = self.proto.lines
-        self._rpos = self.proto.feed_range(self._rbuf, self._rpos, self._rend, 1)
+        try:
+            self._rpos = self.proto.feed_range(self._rbuf, self._rpos, self._rend, 1)
+        except MemoryError:                # the collector is off: a session runs
+            self._rpos = self._rend        # what was read of that line is dropped
+            self.proto.busy()
         self._answered = self.proto.lines != lines
+
+    def _set_active(self, active):
+        """A session began or ended: the collector off while it runs (see the top),
+        Ctrl-C off (on_active)."""
+        self._active = active
+        gc = self._gc
+        if gc is not None and self._session_gc_off:
+            if active:
+                gc.disable()
+            else:
+                gc.enable()
+        if self._on_active is not None:
+            self._on_active(active)
 
     def feed(self, data, max_lines=-1):
         """Hand host bytes straight to the protocol (tests, other transports)."""

@@ -194,7 +194,8 @@ def build():
               uid=_unique_id(board), hw=hw, sleep_us=sleep,
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
               on_active=lambda active: io.set_interrupt(not active),
-              service_button=service_button, health=health)
+              service_button=service_button, health=health,
+              session_gc_off=getattr(board, "SESSION_GC_OFF", True))
     poll = loop_poll(app, ui_hw)
     global _reserve
     _reserve = None

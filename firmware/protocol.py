@@ -12,6 +12,9 @@ a JSON object (E_JSON), "id" (E_TYPE; optional, an integer 0..2**31-1), "cmd" (E
 E_TYPE), then the handler (E_UNKNOWN_CMD, field and state errors, see commands.py).
 A handler raises schema.Reject for a refusal, before changing anything; any other
 exception becomes E_INTERNAL and is counted (a bug: no test may see one).
+Heap exhausted (MemoryError: while a session runs the app keeps the collector off, see
+app.py): `busy()` answers the line with a constant E_BUSY line (id null: building any
+other reply would allocate) and counts it.
 The reference for every command and code is docs/protocol.md.
 """
 
@@ -23,6 +26,8 @@ from schema import Reject, is_int
 LINE_MAX = 256
 ID_MAX = 0x7FFFFFFF
 _LF = b"\n"
+BUSY_LINE = (b'{"id": null, "ok": false, "error": {"code": "E_BUSY", "msg": "no memory for '
+             b'requests until the session ends; telemetry goes on"}}\n')
 
 
 class Protocol:
@@ -38,6 +43,7 @@ class Protocol:
         self.lines = 0          # lines answered
         self.rejected = 0       # of which refused
         self.internal = 0       # E_INTERNAL replies (bugs)
+        self.busy_lines = 0     # E_BUSY replies (heap exhausted)
         self.write_errors = 0
 
     # ---- input ------------------------------------------------------------------------
@@ -107,6 +113,8 @@ class Protocol:
         except Reject as e:
             self._error(rid, e.code, e.msg)
             return
+        except MemoryError:
+            raise                 # the caller answers it with busy(): nothing left to build
         except Exception as e:    # a bug: answer it, count it, keep the loop alive
             self.internal += 1
             self._error(rid, "E_INTERNAL", "internal error: " + type(e).__name__)
@@ -116,6 +124,16 @@ class Protocol:
         self.lines += 1
         self._send(out)
 
+    def busy(self):
+        """Answer the line being read with BUSY_LINE and drop the rest of it: the heap
+        ran out while reading or answering it. Allocates nothing."""
+        self._n = 0
+        self._long = False
+        self.lines += 1
+        self.rejected += 1
+        self.busy_lines += 1
+        self.event_raw(BUSY_LINE)
+
     def _error(self, rid, code, msg):
         self.lines += 1
         self.rejected += 1
@@ -124,7 +142,14 @@ class Protocol:
     # ---- output -----------------------------------------------------------------------
     def _send(self, obj):
         try:
-            self.write(json.dumps(obj).encode() + _LF)
+            data = json.dumps(obj).encode() + _LF
+        except MemoryError:
+            raise                 # the caller answers busy()
+        except Exception:         # a reply that cannot be encoded: a bug, counted
+            self.write_errors += 1
+            return
+        try:
+            self.write(data)
         except Exception:
             self.write_errors += 1
 

@@ -133,6 +133,25 @@ def test_a_handler_bug_is_answered_and_counted():
     assert got[0]["id"] == 3 and p.internal == 2
 
 
+def test_a_heap_exhausted_while_answering_is_left_to_busy():
+    """MemoryError is not a bug to answer (answering would allocate): it goes to the
+    caller, whose busy() writes the constant E_BUSY line and drops the line's rest."""
+    out = []
+
+    def handler(cmd, req):
+        raise MemoryError
+    p = Protocol(handler, out.append)
+    with pytest.raises(MemoryError):
+        p.feed(b'{"id":3,"cmd":"status"}\n')
+    p.busy()
+    p.feed(b'{"cmd":"y"\n')        # the next line is read afresh
+    got = [json.loads(x) for x in out]
+    assert got[0] == {"id": None, "ok": False, "error": {
+        "code": "E_BUSY", "msg": "no memory for requests until the session ends; "
+                                 "telemetry goes on"}}
+    assert got[1]["error"]["code"] == "E_JSON" and p.busy_lines == 1 and p.internal == 0
+
+
 def test_write_errors_do_not_escape():
     def write(b):
         raise OSError(5)
