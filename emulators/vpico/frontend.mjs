@@ -71,7 +71,7 @@ export class FrontEnd {
     this.pp = pp;
     this.stepFn = pp.step;
     this.adcFn = pp.adc;
-    this.header = mp.runPython('plant_pins.ROW_HEADER');
+    this.header = mp.pyimport('plant_pins').ROW_HEADER;
   }
 
   attach() {
