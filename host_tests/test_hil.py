@@ -36,9 +36,11 @@ def test_hil_flash_check_corrupt_reflash(port, board_name):
 
 def test_hil_reflash_with_nothing_changed_sends_nothing(port, board_name):
     from test_flash import run_tool
-    assert run_tool("flash", "--port", port, "--board", board_name).returncode == 0
+    r = run_tool("flash", "--port", port, "--board", board_name, "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
     r = run_tool("flash", "--port", port, "--board", board_name)
     assert r.returncode == 0 and "nothing sent" in r.stdout, r.stdout + r.stderr
+    assert "the firmware answers" in r.stdout, r.stdout
 
 
 def test_hil_unknown_board_is_refused_before_touching_the_port(port):
