@@ -28,8 +28,9 @@ TARGET_UA = 10000
 
 @pytest.fixture(scope="module")
 def pico(hil_board):
-    if hil_board.emulated is None:
-        pytest.skip("needs the emulated Pico (PORT names a real board)")
+    from emulators.vpico import VirtualPico
+    if not isinstance(hil_board.emulated, VirtualPico):
+        pytest.skip("needs the emulated Pico (PORT names another board)")
     return hil_board
 
 
