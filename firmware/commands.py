@@ -176,7 +176,7 @@ class Commands:
             "locked_s": (app.auth.locked_ms(now) + 999) // 1000,
             "loop_worst_us": h.worst_us, "loop_late": h.late,
             "overruns": ctrl.safety.overruns,
-            "heap_free": health.heap_free(), "heap_largest": h.largest,
+            "heap_free": h.free_now(app.session_active()), "heap_largest": h.largest,
             "heap_largest_s": h.largest_ms // 1000 if h.largest_ms >= 0 else -1,
         }
 

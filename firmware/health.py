@@ -7,7 +7,7 @@
 The safety monitor counts its own overruns (safety.Safety.overruns: a step more than
 1.5 periods after the previous one), independently of this record.
 
-The heap: `heap_free()` is gc.mem_free(). MicroPython has no call for the largest free
+The heap: `heap_free()` is gc.mem_free() (`free_now` keeps it off a running session). MicroPython has no call for the largest free
 block, so `probe_step()` finds it by allocating, one attempt per call: sizes descending
 from the free heap by 1/16 each, with the automatic collection off (a failed attempt
 raises MemoryError at once instead of collecting; it scans the allocation table, about
@@ -32,9 +32,19 @@ class LoopHealth:
         self.late = 0
         self.largest = -1        # bytes; -1 = not measured yet
         self.largest_ms = -1     # uptime ms of that measurement
+        self.free = -1           # bytes free when last measured (free_now)
         self.wanted = False      # set by `status`: search the largest block when idle
         self._try = 0            # next size to try; 0 = no search under way
         self._gc = gc_module()
+
+    def free_now(self, session):
+        """The free heap: measured now between sessions; during a session the value
+        measured before it (gc.mem_free scans the whole allocation table, ~8.6 ms on an
+        RP2040: with a request's other work it would stretch a period past the safety
+        monitor's overrun limit while current flows). -1 where unknown (CPython)."""
+        if not session:
+            self.free = heap_free()
+        return self.free
 
     def probe_step(self, now_ms):
         """One attempt of the largest-block search (see the module doc); `now_ms`: uptime.
