@@ -8,8 +8,11 @@ never hold the loop for long. Per call it does, in this order:
      disabled); a failed append is retried at most once a second;
   4. at most one telemetry line, if enabled and due (skipped, and counted, when the
      output stream reports it is not writable);
-  5. input: at most READ_MAX bytes read from the host, at most ONE line answered, and
-     none in the poll right after one that answered a line: that poll instead collects
+  5. input: at most READ_MAX bytes read from the host, at most ONE line parsed, its
+     answer in the next poll (parsing a short line takes ~4 ms on an RP2040, answering
+     `status` ~3 ms: one poll doing both would stretch the period past the safety
+     monitor's overrun limit while current flows), and nothing in the poll right after
+     the answer: that poll instead collects
      the garbage if the heap is getting low (MicroPython) and no session runs, so a
      collection never adds to the cost of a line.
 So a flood of input costs at most one short read and one reply per two loop periods;
@@ -108,6 +111,8 @@ class App:
         self._rpos = 0
         self._rend = 0
         self._answered = False
+        self._req = None                   # a parsed request waiting for its answer
+        self.proto.on_line = self._parse_line
         self.collections = 0
         self._session_gc_off = session_gc_off
         try:
@@ -181,6 +186,15 @@ class App:
                 self.cal.poll()
         if self.tel_hz:
             self._telemetry()
+        req = self._req
+        if req is not None:                # parsed in the last poll: answer it now
+            self._req = None
+            try:
+                self.proto.answer(req[0], req[1], req[2])
+            except MemoryError:
+                self.proto.busy()
+            self._answered = True
+            return
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
             gc = self._gc
@@ -204,6 +218,10 @@ class App:
             self.proto.busy()
         self._answered = self.proto.lines != lines
 
+    def _parse_line(self, line):
+        """The protocol's line handler in the loop: parse now, answer in the next poll."""
+        self._req = self.proto.parse(line)
+
     def _set_active(self, active):
         """A session began or ended: the collector off while it runs (see the top),
         Ctrl-C off (on_active)."""
@@ -218,8 +236,14 @@ class App:
             self._on_active(active)
 
     def feed(self, data, max_lines=-1):
-        """Hand host bytes straight to the protocol (tests, other transports)."""
-        return self.proto.feed(data, max_lines)
+        """Hand host bytes straight to the protocol (tests, other transports): every
+        complete line is answered at once, not in the next poll."""
+        proto = self.proto
+        proto.on_line = proto.handle_line
+        try:
+            return proto.feed(data, max_lines)
+        finally:
+            proto.on_line = self._parse_line
 
     def _flush_log(self):
         now = self.clock.uptime_ms()

@@ -44,6 +44,7 @@ class Protocol:
         self.rejected = 0       # of which refused
         self.internal = 0       # E_INTERNAL replies (bugs)
         self.busy_lines = 0     # E_BUSY replies (heap exhausted)
+        self.on_line = self.handle_line   # what feed() does with each complete line
         self.write_errors = 0
 
     # ---- input ------------------------------------------------------------------------
@@ -83,12 +84,21 @@ class Protocol:
             if n > self.line_max:
                 self._error(None, "E_TOO_LONG", "line longer than %d bytes" % self.line_max)
                 continue
-            self.handle_line(bytes(self._buf[:n]))
+            self.on_line(bytes(self._buf[:n]))
         return i
 
     # ---- one line ---------------------------------------------------------------------
     def handle_line(self, line):
-        """Answer one complete line (bytes without its LF)."""
+        """Answer one complete line (bytes without its LF): parse() then answer()."""
+        req = self.parse(line)
+        if req is not None:
+            self.answer(req[0], req[1], req[2])
+
+    def parse(self, line):
+        """The first half of a line's work: the envelope checks. (id, cmd, request dict),
+        or None when the line was refused (then it is answered already). A caller may
+        answer() in a later loop period: on an RP2040 parsing a short request takes
+        ~4 ms and answering `status` ~3 ms, together more than a period."""
         rid = None
         try:
             if not jsonstrict.utf8_ok(line):
@@ -109,6 +119,14 @@ class Protocol:
             cmd = req["cmd"]
             if not isinstance(cmd, str):
                 raise Reject("E_TYPE", "cmd must be a string")
+        except Reject as e:
+            self._error(rid, e.code, e.msg)
+            return None
+        return rid, cmd, req
+
+    def answer(self, rid, cmd, req):
+        """The second half: run the handler and send its reply (or its refusal)."""
+        try:
             out = self.handler(cmd, req)
         except Reject as e:
             self._error(rid, e.code, e.msg)
