@@ -17,6 +17,7 @@ import limits
 import profiles
 import safety
 import session as sm
+from session import DONE, IDLE
 from regulator import Regulator
 from ticks import ticks_diff
 
@@ -174,7 +175,8 @@ class Controller:
             return
 
         ses.update(dt_ms, i, v, reg.limited)
-        if ses.state == sm.DONE or ses.state == sm.IDLE:
+        st = ses.state
+        if st == DONE or st == IDLE:
             self.safety.disarm()
             if d != 100 and not hal.enabled:
                 hal.pulse_off()                  # session over: the gate back to DC

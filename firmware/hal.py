@@ -78,11 +78,21 @@ class Hal:
     def read_voltage_code(self):
         return self._read(self._read_v)
 
+    # The two reads below run every step: the oversampling loop is written out in each
+    # (no helper call, locals only) because a call costs more than the sum on an RP2040.
     def read_current_ua(self):
-        return ((self._read(self._read_i) - self._i_off) * self._i_k) >> _Q
+        read = self._read_i
+        s = 0
+        for _ in range(self._n):
+            s += read()
+        return (((s >> self._shift) - self._i_off) * self._i_k) >> _Q
 
     def read_voltage_mv(self):
-        return ((self._read(self._read_v) - self._v_off) * self._v_k) >> _Q
+        read = self._read_v
+        s = 0
+        for _ in range(self._n):
+            s += read()
+        return (((s >> self._shift) - self._v_off) * self._v_k) >> _Q
 
     def code_for_ua(self, ua):
         """Reference code that makes the (calibrated) source deliver `ua` microamps."""
@@ -117,7 +127,17 @@ class Hal:
         d = self.duty_pct
         if d != 100:
             ua = ua * 100 // d
-        code = self.code_for_ua(ua)
+        # code_for_ua() written out (every step)
+        if ua <= 0:
+            code = 0
+        elif ua >= self._ua_max:
+            code = 65535
+        else:
+            code = ((ua * self._r_k) >> _Q) + self._r_off
+            if code < 0:
+                code = 0
+            elif code > 65535:
+                code = 65535
         self.ref_code = code
         self._duty(code)
 

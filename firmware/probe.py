@@ -8,7 +8,7 @@ source driving an open circuit rails and charges the output capacitance, which w
 discharge into a hand dipped in at that moment.
 """
 
-import limits
+from limits import PROBE_PHASE_MS, PROBE_REST_MS, PROBE_UA
 
 
 class Probe:
@@ -37,29 +37,29 @@ class Probe:
             return False
         if not enabled:
             self.enable = True           # one period of probe drive
-            self.sp_ua = limits.PROBE_UA
+            self.sp_ua = PROBE_UA
             self._ms = 0
             return False
-        if i_ua < limits.PROBE_UA >> 1:
+        if i_ua < PROBE_UA >> 1:
             self._ms = 0
             if v_mv >= self._open_mv:    # open (railed): rest, then probe again
                 self.enable = False
                 self.sp_ua = 0
-                self._rest_ms = limits.PROBE_REST_MS
+                self._rest_ms = PROBE_REST_MS
             # else: no current yet the electrode is low - the output capacitance is
             # still charging, or a sensor/source fault the safety monitor will judge
             return False
         self._ms += dt_ms
-        if self.sp_ua == limits.PROBE_UA:
-            if self._ms >= limits.PROBE_PHASE_MS:
+        if self.sp_ua == PROBE_UA:
+            if self._ms >= PROBE_PHASE_MS:
                 self._v0 = v_mv
                 self._i0 = i_ua
-                self.sp_ua = 2 * limits.PROBE_UA
+                self.sp_ua = 2 * PROBE_UA
             return False
-        if self._ms < 2 * limits.PROBE_PHASE_MS:
+        if self._ms < 2 * PROBE_PHASE_MS:
             return False
         di = i_ua - self._i0
-        self.r_probe = ((v_mv - self._v0) * 1000) // di if di >= limits.PROBE_UA >> 1 else 0
+        self.r_probe = ((v_mv - self._v0) * 1000) // di if di >= PROBE_UA >> 1 else 0
         self._ms = 0
-        self.sp_ua = limits.PROBE_UA
+        self.sp_ua = PROBE_UA
         return True

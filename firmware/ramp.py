@@ -58,12 +58,23 @@ class Ramp:
         nom = self._nom_q
         if nom > top:
             nom -= self._down_q * dt_ms
-            self._nom_q = nom if nom > top else top
+            if nom < top:
+                nom = top
         else:
             nom += up
-            self._nom_q = nom if nom < top else top
-        self._move(up, self._nom_q)
-        return self._nom_q >= top
+            if nom > top:
+                nom = top
+        self._nom_q = nom
+        # self._move(up, nom), written out (every step)
+        sp = self._sp_q + up
+        if up > 0:
+            if sp > nom:
+                sp = nom
+        elif up < 0 and sp < nom:
+            sp = nom
+        self._sp_q = sp
+        self.ua = sp >> _Q
+        return nom >= top
 
     def down(self, dt_ms):
         """One step of a ramp down; True once it reached END_UA (cut the output)."""

@@ -10,7 +10,8 @@ duty the HAL actually applied (average x 100 / duty) and must stay below TRIP_AB
 
 from micropython import const
 
-import limits
+from limits import (DISABLED_MAX_UA, ENV_MARGIN_UA, ENV_SLOPE_UA_S, OPEN_UA, OPEN_V_PCT,
+                    SHORT_OHM, TRIP_ABS_UA)
 
 OK = const(0)
 F_OVERCURRENT = const(1)   # current above the trip level
@@ -41,7 +42,8 @@ class Safety:
         self._hal = hal
         self._period_us = period_us
         self._overrun_us = 2 * period_us
-        self._open_mv = board.COMPLIANCE_MV * limits.OPEN_V_PCT // 100
+        self._late_us = period_us + (period_us >> 1)   # a late step (counted)
+        self._open_mv = board.COMPLIANCE_MV * OPEN_V_PCT // 100
         self._v_fs_mv = board.V_FS_MV - board.V_FS_MV // 64
         self._plaus_code = 0
         self._treat_code = 0
@@ -56,7 +58,7 @@ class Safety:
         `plaus_code`, `treat_code`: reference codes for PLAUS_CMD_UA and 1 mA (from the
         HAL's calibration), above which a command must show current.
         """
-        self.trip_ua = trip_ua if trip_ua < limits.TRIP_ABS_UA else limits.TRIP_ABS_UA
+        self.trip_ua = trip_ua if trip_ua < TRIP_ABS_UA else TRIP_ABS_UA
         self.cap_ms = cap_ms
         self.energized_ms = 0
         self._plaus_code = plaus_code
@@ -64,7 +66,7 @@ class Safety:
 
     def disarm(self):
         """No session: the trip falls to the probe level's neighbourhood."""
-        self.trip_ua = limits.TRIP_ABS_UA
+        self.trip_ua = TRIP_ABS_UA
         self.cap_ms = 0
         self.energized_ms = 0
         self._base_ua = 0
@@ -85,29 +87,29 @@ class Safety:
         hal = self._hal
         if dt_us > self.worst_dt_us:
             self.worst_dt_us = dt_us
-        if dt_us > self._period_us + (self._period_us >> 1):
+        if dt_us > self._late_us:
             self.overruns += 1
         f = OK
         enabled = hal.enabled
         if hal.hw_tripped():
             f = F_HW_TRIP
-        elif i_ua > self.trip_ua or i_ua * 100 > limits.TRIP_ABS_UA * hal.duty_pct:
+        elif i_ua > self.trip_ua or i_ua * 100 > TRIP_ABS_UA * hal.duty_pct:
             f = F_OVERCURRENT      # average above the trip, or the peak above 30 mA
         elif v_mv >= self._v_fs_mv:
             f = F_SENSOR
         elif enabled:
             # Envelope: the current may follow the fastest legitimate ramp from the
             # lowest level it was recently at, plus a margin; a jump beyond is a fault.
-            base = self._base_ua + (limits.ENV_SLOPE_UA_S * dt_us) // 1000000
-            if i_ua > base + limits.ENV_MARGIN_UA:
+            base = self._base_ua + (ENV_SLOPE_UA_S * dt_us) // 1000000
+            if i_ua > base + ENV_MARGIN_UA:
                 f = F_ENVELOPE
-            elif i_ua >= _SHORT_MIN_UA and v_mv * 1000 < limits.SHORT_OHM * i_ua:
+            elif i_ua >= _SHORT_MIN_UA and v_mv * 1000 < SHORT_OHM * i_ua:
                 f = F_SHORT
             elif dt_us > self._overrun_us:
                 f = F_OVERRUN
             self._base_ua = i_ua if i_ua < base else base
             if self._plaus_code and hal.ref_code >= self._plaus_code \
-                    and i_ua < limits.OPEN_UA and v_mv < self._open_mv:
+                    and i_ua < OPEN_UA and v_mv < self._open_mv:
                 self._odd += 1
                 n = _PLAUS_STEPS if hal.ref_code >= self._treat_code else _PLAUS_PROBE_STEPS
                 if self._odd >= n:
@@ -120,7 +122,7 @@ class Safety:
                     f = f or F_HARD_CAP
         else:
             self._base_ua = 0
-            if i_ua > limits.DISABLED_MAX_UA:
+            if i_ua > DISABLED_MAX_UA:
                 self._odd += 1
                 if self._odd >= 2:
                     f = F_SENSOR

@@ -13,7 +13,9 @@ way out of a current-carrying state ramps down or cuts the output.
 
 from micropython import const
 
-import limits
+from limits import (CONTACT_TIMEOUT_MS, DEAD_TIME_MS, LIFT_BACK_PCT, MIN_RAMP_MS,
+                    OPEN_UA, OPEN_V_PCT, PAUSE_LIMIT_MS, PAUSE_OFF_MS, PROBE_UA,
+                    RAMP_DOWN_GRACE_MS, REVERSE_PROBE_MS)
 import profiles
 from charge import Charge
 from lift import LiftDetector
@@ -59,7 +61,7 @@ _REV_PROBE = const(2)
 
 class Session:
     def __init__(self, compliance_mv):
-        self._open_mv = compliance_mv * limits.OPEN_V_PCT // 100
+        self._open_mv = compliance_mv * OPEN_V_PCT // 100
         self._lift = LiftDetector()
         self._prober = Probe(self._open_mv)
         self.state = IDLE
@@ -104,10 +106,10 @@ class Session:
         self.target_ua = p.target_ua
         self.duration_ms = p.duration_s * 1000
         up_ms = p.ramp_up_s * 1000
-        if up_ms < limits.MIN_RAMP_MS:
-            up_ms = limits.MIN_RAMP_MS
+        if up_ms < MIN_RAMP_MS:
+            up_ms = MIN_RAMP_MS
         self._ramp.configure(p.target_ua, up_ms, p.ramp_down_s * 1000)
-        self._down_timeout_ms = p.ramp_down_s * 1000 + limits.RAMP_DOWN_GRACE_MS
+        self._down_timeout_ms = p.ramp_down_s * 1000 + RAMP_DOWN_GRACE_MS
         self._charge.dose_uamin = p.dose_uamin if p.mode == profiles.MODE_DOSE else 0
         self.polarity = 0
         self.end_reason = END_NONE
@@ -218,19 +220,21 @@ class Session:
             self._treating(s, dt_ms, i_ua, v_mv, limited)
 
     def _treating(self, s, dt_ms, i_ua, v_mv, limited):
-        self.elapsed_ms += dt_ms
+        elapsed = self.elapsed_ms + dt_ms
+        self.elapsed_ms = elapsed
         if s == REVERSE and self._phase != _REV_DOWN:
             self._reverse_off(dt_ms, i_ua, v_mv)
             return
-        if self._open(i_ua, v_mv):
+        if i_ua < OPEN_UA and v_mv >= self._open_mv:      # self._open(), written out
             self._pause(PAUSE_CONTACT)
             return
-        if self.elapsed_ms >= self.duration_ms:
+        charge = self._charge
+        if elapsed >= self.duration_ms:
             # dose mode: the longest allowed time ran out before the dose was delivered
-            self.end_reason = END_DOSE_SHORT if self._charge.dose_uamin else END_COMPLETED
+            self.end_reason = END_DOSE_SHORT if charge.dose_uamin else END_COMPLETED
             self._go(RAMP_DOWN)
             return
-        if self._charge.dose_uamin and self._charge.reached(self._ramp.down_uams()):
+        if charge.dose_uamin and charge.reached(self._ramp.down_uams()):
             self.end_reason = END_DOSE
             self._go(RAMP_DOWN)
             return
@@ -251,7 +255,7 @@ class Session:
         if s == RAMP_UP and there:
             self._go(TREAT)     # the ramp is over even if the load holds the current lower
         elif s == TREAT and self.profile.reverse and not self._reversed \
-                and self.elapsed_ms >= self.duration_ms >> 1:
+                and elapsed >= self.duration_ms >> 1:
             self._reversed = True
             self._phase = _REV_DOWN
             self._go(REVERSE)
@@ -259,25 +263,25 @@ class Session:
     def _reverse_off(self, dt_ms, i_ua, v_mv):
         """REVERSE after the ramp down: dead time, flip (output off), probe, re-ramp."""
         if self._phase == _REV_DEAD:
-            if self.state_ms >= limits.DEAD_TIME_MS:
+            if self.state_ms >= DEAD_TIME_MS:
                 self.polarity ^= 1       # applied by the controller only while disabled
                 self._phase = _REV_PROBE
                 self.state_ms = 0
                 self._prober.restart()
             return
-        if self.state_ms < limits.DEAD_TIME_MS // 5:
+        if self.state_ms < DEAD_TIME_MS // 5:
             return                       # let the flip settle before probing
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
             self._start_ramp()
-        elif self.state_ms > limits.REVERSE_PROBE_MS:
+        elif self.state_ms > REVERSE_PROBE_MS:
             self._pause(PAUSE_CONTACT)
 
     def _wait_contact(self, dt_ms, i_ua, v_mv):
-        if self.state_ms > limits.CONTACT_TIMEOUT_MS:
+        if self.state_ms > CONTACT_TIMEOUT_MS:
             self._end(END_NO_CONTACT)
             return
-        if self.state_ms < limits.PAUSE_OFF_MS:
+        if self.state_ms < PAUSE_OFF_MS:
             return     # output off first: the monitor sees a disabled, quiet output
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
@@ -286,16 +290,16 @@ class Session:
     def _paused(self, dt_ms, i_ua, v_mv):
         self.pause_ms += dt_ms
         self._paused_ms += dt_ms
-        if self._paused_ms > limits.PAUSE_LIMIT_MS:
+        if self._paused_ms > PAUSE_LIMIT_MS:
             self._end(END_PAUSE_TIMEOUT)
             return
-        if self.pause_cause == PAUSE_USER or self.state_ms < limits.PAUSE_OFF_MS:
+        if self.pause_cause == PAUSE_USER or self.state_ms < PAUSE_OFF_MS:
             return         # output off; a user pause waits for resume()
         if self._probe(dt_ms, i_ua, v_mv):
             if self.pause_cause == PAUSE_LIFT:
                 # closed is not enough: the load must be back near its value before
                 # the rise, or the current would crowd onto the lifted hand's skin
-                back = self._r_ref * limits.LIFT_BACK_PCT // 100
+                back = self._r_ref * LIFT_BACK_PCT // 100
                 if self.r_probe <= 0 or self.r_probe > back:
                     return
             else:
@@ -324,8 +328,8 @@ class Session:
 
     def _start_ramp(self):
         """Ramp from zero (the first ramp, after a pause, after a reversal)."""
-        self._ramp.start(limits.PROBE_UA)
-        self.sp_ua = limits.PROBE_UA
+        self._ramp.start(PROBE_UA)
+        self.sp_ua = PROBE_UA
         self.enable = True
         self._lift.reset()
         self._go(RAMP_UP)
@@ -338,7 +342,7 @@ class Session:
         return done
 
     def _open(self, i_ua, v_mv):
-        return i_ua < limits.OPEN_UA and v_mv >= self._open_mv
+        return i_ua < OPEN_UA and v_mv >= self._open_mv
 
     def _probe(self, dt_ms, i_ua, v_mv):
         """Drive the contact probe this step; True once it saw a closed circuit."""
