@@ -41,11 +41,14 @@ class Clock:
             return
         us = self._us + d
         inc = us // 1000
-        self._us = us % 1000
+        self._us = us - inc * 1000
         self.ms = (self.ms + inc) & _MS_MASK
         ms = self._ms + inc
-        self.uptime_s += ms // 1000
-        self._ms = ms % 1000
+        if ms >= 1000:             # once a second at most, between polls 5 ms apart
+            s = ms // 1000
+            self.uptime_s += s
+            ms -= s * 1000
+        self._ms = ms
 
     def uptime_ms(self):
         return self.uptime_s * 1000 + self._ms

@@ -8,10 +8,12 @@ queued in `pending`; the app appends it to the log once no current flows. A
 technician's calibration hold (profiles.MODE_CAL) is not a treatment: it is not logged.
 """
 
-import profiles
-import session as sm
+from micropython import const
 
-_BLOCK = 1024
+import profiles
+from session import DONE, FAULT, IDLE, TREAT
+
+_BLOCK = const(1024)
 MAX_PENDING = 4
 
 
@@ -25,32 +27,38 @@ class Recorder:
 
     def observe(self, ctrl, clock):
         st = ctrl.session.state
-        active = st != sm.IDLE and st != sm.DONE and st != sm.FAULT
-        if active and not self.running:
-            self.begin(clock)
-        if not self.running:
+        if st == IDLE or st == DONE or st == FAULT:
+            if self.running:
+                self._finish(ctrl)
             return
-        if active:
-            if st == sm.TREAT:
-                i = ctrl.i_ua
-                if i > 0:
-                    self._i_acc += i
-                    self._i_n += 1
-                    if self._i_n == _BLOCK:
-                        self._i_blocks += self._i_acc // _BLOCK
-                        self._i_nb += 1
-                        self._i_acc = 0
-                        self._i_n = 0
-                if i >= 1000 and ctrl.v_mv > 0:
-                    self._r_acc += ctrl.v_mv * 1000 // i
-                    self._r_n += 1
-                    if self._r_n == _BLOCK:
-                        self._r_blocks += self._r_acc // _BLOCK
+        if not self.running:
+            self.begin(clock)
+        if st != TREAT:
+            return
+        i = ctrl.i_ua
+        if i > 0:
+            n = self._i_n + 1
+            if n == _BLOCK:
+                self._i_blocks += (self._i_acc + i) // _BLOCK
+                self._i_nb += 1
+                self._i_acc = 0
+                n = 0
+            else:
+                self._i_acc += i
+            self._i_n = n
+            if i >= 1000:
+                v = ctrl.v_mv
+                if v > 0:
+                    n = self._r_n + 1
+                    r = v * 1000 // i
+                    if n == _BLOCK:
+                        self._r_blocks += (self._r_acc + r) // _BLOCK
                         self._r_nb += 1
                         self._r_acc = 0
-                        self._r_n = 0
-            return
-        self._finish(ctrl)
+                        n = 0
+                    else:
+                        self._r_acc += r
+                    self._r_n = n
 
     def begin(self, clock):
         """A session started (the start command calls this too, in case the session ends

@@ -108,6 +108,7 @@ class _Player:
         self._t = 0
         self._loops = 0          # plays left after this one; -1: forever
         self.plays = 0           # patterns started (tests count tunes with it)
+        self.timed = False       # a pattern plays and its level has an end: update() acts
 
     def play(self, pattern, now, loops=1):
         """Start `pattern` now; `loops` plays (-1: until replaced)."""
@@ -116,10 +117,12 @@ class _Player:
         self._t = now
         self._loops = loops - 1 if loops > 0 else -1
         self.plays += 1
+        self.timed = pattern[1] != 0
         self._out(pattern[0])
 
     def stop(self):
         self.pattern = None
+        self.timed = False
         self._out(0)
 
     def update(self, now):
@@ -139,6 +142,7 @@ class _Player:
                 self._loops -= 1
             i = 0
         self._i = i
+        self.timed = p[i + 1] != 0
         self._out(p[i])
 
 
@@ -228,24 +232,45 @@ class Ui:
 
     # ---- the poll ---------------------------------------------------------------------
     def poll(self, now):
-        active = self.app.session_active()
+        # Runs after every step (5 ms), so the quiet case (no button moving, no state
+        # change, steady LED, silent buzzer) makes no call into the helpers below: each
+        # is called only when a quick inline test says it would do something, and then
+        # does exactly what an unconditional call would have done. A button's update()
+        # is a no-op when it has no pin, or its pin reads the debounced level with no
+        # change pending; a player's when it is not `timed`; _follow() when the state
+        # is unchanged and no countdown mark is set.
         b = self.start_btn
-        e = b.update(now)
-        if e > 0 and active:
-            b.used = True
-            self._command("stop", {}, now)
+        pin = b.pin
+        e = 0
+        if pin is not None and (b._raw != b.down or (pin.value() == 0) != b.down):
+            e = b.update(now)
+        if e > 0 or (b.down and not b.used):
             active = self.app.session_active()
-        elif b.down and not b.used and not active \
-                and ms_diff(now, b.t_down) >= START_HOLD_MS:
-            b.used = True
-            self._command("start", {}, now)
-        if self.up_btn.update(now) > 0:
+            if e > 0 and active:
+                b.used = True
+                self._command("stop", {}, now)
+            elif b.down and not b.used and not active \
+                    and ms_diff(now, b.t_down) >= START_HOLD_MS:
+                b.used = True
+                self._command("start", {}, now)
+        b = self.up_btn
+        pin = b.pin
+        if pin is not None and (b._raw != b.down or (pin.value() == 0) != b.down) \
+                and b.update(now) > 0:
             self._adjust(True, now)
-        if self.down_btn.update(now) > 0:
+        b = self.down_btn
+        pin = b.pin
+        if pin is not None and (b._raw != b.down or (pin.value() == 0) != b.down) \
+                and b.update(now) > 0:
             self._adjust(False, now)
-        self._follow(now)
-        self._led.update(now)
-        self._buz.update(now)
+        if self._mark or self._ses.state != self._state:
+            self._follow(now)
+        p = self._led
+        if p.timed:
+            p.update(now)
+        p = self._buz
+        if p.timed:
+            p.update(now)
 
     def _command(self, cmd, fields, now):
         try:
