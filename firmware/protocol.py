@@ -131,10 +131,10 @@ class Protocol:
         except Reject as e:
             self._error(rid, e.code, e.msg)
             return
-        except MemoryError:
-            raise                 # the caller answers it with busy(): nothing left to build
-        except Exception as e:    # a bug: answer it, count it, keep the loop alive
-            self.internal += 1
+        except Exception as e:
+            if isinstance(e, MemoryError):
+                raise e           # the caller answers it with busy(): nothing left to build
+            self.internal += 1    # a bug: answer it, count it, keep the loop alive
             self._error(rid, "E_INTERNAL", "internal error: " + type(e).__name__)
             return
         out["id"] = rid
@@ -161,10 +161,10 @@ class Protocol:
     def _send(self, obj):
         try:
             data = json.dumps(obj).encode() + _LF
-        except MemoryError:
-            raise                 # the caller answers busy()
-        except Exception:         # a reply that cannot be encoded: a bug, counted
-            self.write_errors += 1
+        except Exception as e:
+            if isinstance(e, MemoryError):
+                raise e           # the caller answers busy()
+            self.write_errors += 1    # a reply that cannot be encoded: a bug, counted
             return
         try:
             self.write(data)
