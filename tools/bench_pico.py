@@ -51,11 +51,13 @@ def on_board(port, settings, timeout):
     rows = []
     for line in r.out.splitlines():
         line = line.strip()
-        if line.startswith('{"bench"'):
+        if line.startswith("{") and '"bench"' in line:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if isinstance(row, dict) and "bench" in row:
+                rows.append(row)
     if not rows:
         raise RuntimeError("the on-board benchmark printed nothing: %s" % r.reason())
     return rows
