@@ -30,6 +30,9 @@ class VirtualBoard(EmulatedBoard):
 
     BOARD = "sim"              # the board file it runs
     KIND = "virtual board"
+    # its interpreter shares the host's cores with the tools that talk to it: on a busy
+    # 2-core machine one mpremote probe of it took longer than a real board's 20 s
+    TIMEOUT_SCALE = 3.0
 
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
         EmulatedBoard.__init__(self, name, state_dir or STATE_ROOT / name)
