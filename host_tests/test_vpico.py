@@ -119,7 +119,7 @@ def test_watchdog_resets_a_board_whose_loop_stopped(pico):
         log_last = dev.request("status")["log_last"]
         dev.port.write(b"\x03")                       # the loop ends: main returns
         st = vp.wait_boot(boots + 1, BOOT_S)
-        assert "watchdog" in (vp.dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
+        assert "watchdog" in (vp.state_dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
         from tools import cli
         cli.identify(dev, BOOT_S, "the emulated Pico")
         after = dev.request("status")
@@ -160,7 +160,7 @@ def test_power_cut_in_the_middle_of_a_log_write_loses_nothing_committed(pico):
         time.sleep(0.5)                               # the runner looks every 0.2 s
         dev.request("stop")
         vp.wait_boot(boots + 1, BOOT_S)
-        assert "power cut" in (vp.dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
+        assert "power cut" in (vp.state_dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
         from tools import cli
         cli.identify(dev, BOOT_S, "the emulated Pico")
         after, rep = _log_seqs(dev)
@@ -220,7 +220,7 @@ def test_a_second_emulator_on_the_same_flash_is_refused_and_a_dying_one_is_repor
         st = vp.start(owner=os.getpid(), fresh=True)
         import sys
         r = subprocess.run([sys.executable, "-m", "emulators.vpico.bridge", "--state",
-                            str(vp.dir)], capture_output=True, text=True, timeout=60,
+                            str(vp.state_dir)], capture_output=True, text=True, timeout=60,
                            cwd=str(ROOT))
         assert r.returncode == 2 and "another emulated Pico runs" in r.stderr, r.stderr
         assert vp.state()["pid"] == st["pid"]

@@ -73,14 +73,13 @@ class VirtualPico(EmulatedBoard):
 
     def __init__(self, name=DEFAULT_NAME, state_dir=None):
         EmulatedBoard.__init__(self, name, state_dir or STATE_ROOT / name)
-        self.dir = self.state_dir
-        self.flash_file = self.dir / "flash.bin"
-        self.recording = self.dir / "true.csv"
+        self.flash_file = self.state_dir / "flash.bin"
+        self.recording = self.state_dir / "true.csv"
 
     def died(self):
         """Why the emulator last died (DIR/died.txt), or None."""
         try:
-            return (self.dir / "died.txt").read_text().strip()
+            return (self.state_dir / "died.txt").read_text().strip()
         except OSError:
             return None
 
@@ -95,16 +94,16 @@ class VirtualPico(EmulatedBoard):
             return st
         if st is None:
             check_prerequisites()
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             if fresh:
                 self.flash_file.unlink(missing_ok=True)
-            argv = [sys.executable, "-m", "emulators.vpico.bridge", "--state", str(self.dir),
+            argv = [sys.executable, "-m", "emulators.vpico.bridge", "--state", str(self.state_dir),
                     "--seed", str(seed)]
             if owner is not None:
                 argv += ["--owner", str(owner)]
             if runner_args:
                 argv += ["--"] + list(runner_args)
-            log = open(self.dir / "bridge.log", "ab")
+            log = open(self.state_dir / "bridge.log", "ab")
             try:
                 proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=log, start_new_session=True)
@@ -132,11 +131,11 @@ class VirtualPico(EmulatedBoard):
         if proc is not None:
             proc.terminate()
         raise PicoError("emulated Pico %s: its USB port did not enumerate within %d s; see %s"
-                        % (self.name, timeout, self.dir / "bridge.log"))
+                        % (self.name, timeout, self.state_dir / "bridge.log"))
 
     def _log_tail(self, n=1500):
         try:
-            return (self.dir / "bridge.log").read_text(errors="replace")[-n:].strip()
+            return (self.state_dir / "bridge.log").read_text(errors="replace")[-n:].strip()
         except OSError:
             return "(no log)"
 
@@ -168,14 +167,14 @@ class VirtualPico(EmulatedBoard):
     def cut_power_during_flash_write(self, n):
         """Arm a power cut in the middle of the n-th flash write (program or erase) from
         now; the board then boots again on its own (the power comes back)."""
-        tmp = self.dir / "cut.tmp"
+        tmp = self.state_dir / "cut.tmp"
         tmp.write_text("%d\n" % n)
-        os.replace(tmp, self.dir / "cut")
+        os.replace(tmp, self.state_dir / "cut")
 
     # ---- the load: EmulatedBoard.load / set_load (frontend.mjs reads plant.json) -------
     def meter_path(self):
         """The bench meter file (true mean current per emulated second, with "meter")."""
-        return str(self.dir / "meter.json")
+        return str(self.state_dir / "meter.json")
 
 
 def all_picos(root=STATE_ROOT):

@@ -36,7 +36,7 @@ def cmd_start(ns):
         return 0
     print("%semulated Pico %s: port %s (link %s)" % ("already running: " if was else "",
                                                      ns.name, st["port"], st["link"]))
-    print("  flash %s, log %s" % (vp.flash_file, vp.dir / "bridge.log"))
+    print("  flash %s, log %s" % (vp.flash_file, vp.state_dir / "bridge.log"))
     print("  make flash PORT=%s BOARD=pico      (stop: make pico-stop%s)"
           % (st["link"], "" if ns.name == "pico" else " PICO=" + ns.name))
     return 0
@@ -57,7 +57,7 @@ def cmd_list(ns):
         st = vp.state()
         if st:
             found = True
-            print("%-10s %-14s boots %-3d %s" % (vp.name, st["port"], st["boots"], vp.dir))
+            print("%-10s %-14s boots %-3d %s" % (vp.name, st["port"], st["boots"], vp.state_dir))
     if not found:
         print("no emulated Pico is running")
     return 0

@@ -43,8 +43,8 @@ EXIT_POWER_CUT = 4
 
 class Bridge:
     def __init__(self, state_dir, node="node", owner=None, seed=1, runner_args=()):
-        self.dir = Path(state_dir).resolve()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = Path(state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.node = node
         self.owner = owner
         self.seed = seed
@@ -61,14 +61,14 @@ class Bridge:
         sys.stderr.flush()
 
     def _write_state(self):
-        st = {"pid": os.getpid(), "port": self.port, "link": str(self.dir / "tty"),
-              "boots": self.boots, "ready": self.ready, "state": str(self.dir)}
-        tmp = self.dir / "state.json.tmp"
+        st = {"pid": os.getpid(), "port": self.port, "link": str(self.state_dir / "tty"),
+              "boots": self.boots, "ready": self.ready, "state": str(self.state_dir)}
+        tmp = self.state_dir / "state.json.tmp"
         tmp.write_text(json.dumps(st) + "\n")
-        os.replace(tmp, self.dir / "state.json")
+        os.replace(tmp, self.state_dir / "state.json")
 
     def _spawn(self):
-        argv = [self.node, str(RUNNER), "--state", str(self.dir), "--boot", str(self.boots),
+        argv = [self.node, str(RUNNER), "--state", str(self.state_dir), "--boot", str(self.boots),
                 "--seed", str(self.seed + self.boots)] + self.runner_args
         self.child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, bufsize=0)
@@ -78,16 +78,16 @@ class Bridge:
         self._write_state()
 
     def run(self):
-        lock = open(self.dir / "lock", "w")
+        lock = open(self.state_dir / "lock", "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self.log("another emulated Pico runs on %s" % self.dir)
+            self.log("another emulated Pico runs on %s" % self.state_dir)
             return 2
-        (self.dir / "died.txt").unlink(missing_ok=True)
+        (self.state_dir / "died.txt").unlink(missing_ok=True)
         self.master, self.slave = raw_pty()
         self.port = os.ttyname(self.slave)
-        link = self.dir / "tty"
+        link = self.state_dir / "tty"
         link.unlink(missing_ok=True)
         link.symlink_to(self.port)
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -105,7 +105,7 @@ class Bridge:
                 except subprocess.TimeoutExpired:
                     self.child.kill()
             link.unlink(missing_ok=True)
-            (self.dir / "state.json").unlink(missing_ok=True)
+            (self.state_dir / "state.json").unlink(missing_ok=True)
         return status
 
     def _on_stop(self, signum, frame):
@@ -212,7 +212,7 @@ class Bridge:
             return None
         why = "the emulator exited with status %s:\n%s" % (
             rc, self.err_tail.decode("utf-8", "replace").strip())
-        (self.dir / "died.txt").write_text(why + "\n")
+        (self.state_dir / "died.txt").write_text(why + "\n")
         self.log(why)
         return 1
 
