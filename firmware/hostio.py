@@ -33,6 +33,9 @@ class HostIO:
         self._read1 = read1 if read1 is not None else self._read_copy
         self._rready = self._poller(self._rpoll, select.POLLIN)
         self._wready = self._poller(self._wpoll, select.POLLOUT)
+        # ipoll makes its result tuple at its first call: make it now, not in the loop
+        self._rready()
+        self._wready()
 
     def _read_copy(self, b):
         data = self._in.read(1)

@@ -67,7 +67,6 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
     slack = health_mod.LATE_SLACK_US
     if health is None:
         health = health_mod.LoopHealth()
-    tick = ctrl.tick
     lock = _heap_lock
     unlock = _heap_unlock
     locking = _LOCKS
@@ -92,11 +91,11 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
             if locking:
                 locked = True
                 lock()
-                tick(now)
-                unlock()
+                ctrl.tick(now)        # a method call: `tick = ctrl.tick` would allocate
+                unlock()              # a bound method at each run() (the bench's chunks)
                 locked = False
             else:
-                tick(now)
+                ctrl.tick(now)
             if poll is not None:
                 poll()
             n += 1

@@ -5,13 +5,26 @@ dict, json.dumps, encode, + LF) it leaves about 400 bytes of garbage per line, s
 telemetry alone would fill the heap within a minute and the collection that follows
 (over 20 ms on an RP2040) would stretch a control period past the safety monitor's
 overrun limit. `TelLine.encode()` writes the same JSON object into one bytearray with
-integer-to-digit code and returns a memoryview of the line (LF included); the views
-of each length are made once and kept, so a line allocates nothing after the first of
-its length. Names (states, faults) are encoded once, at construction.
+integer-to-digit code (viperput.py's machine code where the port compiles it, the
+bytecode twins below elsewhere) and returns a memoryview of the line (LF included). The views of
+every length a line can have are made at construction (about 110 of them, ~3.5 KB on a
+32-bit board), so a line allocates nothing, not even the first of its length (a view
+made in the loop would be garbage the collector may not collect while a session runs).
+Names (states, faults) are encoded once, at construction.
 """
 
 _MAX = 192
 _HEAD = b'{"t":"tel","ms":'
+_K_STATE = b',"state":'
+_K_SP = b',"sp_ua":'
+_K_I = b',"i_ua":'
+_K_V = b',"v_mv":'
+_K_LIM1 = b',"lim":true'
+_K_LIM0 = b',"lim":false'
+_K_FAULT = b',"fault":'
+_K_PEAK = b',"peak_ua":'
+_K_END = b'}\n'
+_KEYS = (_K_STATE, _K_SP, _K_I, _K_V, _K_LIM1, _K_FAULT, _K_END)     # of the shortest line
 
 
 def _quoted(names):
@@ -21,12 +34,15 @@ def _quoted(names):
 class TelLine:
     def __init__(self, state_names, fault_names):
         self._buf = bytearray(_MAX)
-        self._mv = memoryview(self._buf)
-        self._views = {}             # line length -> memoryview of the buffer's head
         self._names = (state_names, fault_names)
         self._states = _quoted(state_names)
         self._faults = _quoted(fault_names)
         self._buf[0:len(_HEAD)] = _HEAD
+        # the shortest line: one digit per number, the shortest names, "lim":true
+        self._min = len(_HEAD) + 4 + min(len(n) for n in self._states) + \
+            min(len(n) for n in self._faults) + sum(len(k) for k in _KEYS)
+        mv = memoryview(self._buf)
+        self._views = [mv[:n] for n in range(self._min, _MAX + 1)]
 
     def __deepcopy__(self, memo):
         """A fresh encoder (the buffer and its views are a cache; host tests copy apps)."""
@@ -36,37 +52,41 @@ class TelLine:
         """The line for these values (state and fault as indices into the names);
         `peak_ua` < 0: no peak_ua field (DC)."""
         buf = self._buf
-        p = _put_int(buf, len(_HEAD), ms)
-        p = _put(buf, p, b',"state":')
-        p = _put(buf, p, self._states[state])
-        p = _put(buf, p, b',"sp_ua":')
-        p = _put_int(buf, p, sp_ua)
-        p = _put(buf, p, b',"i_ua":')
-        p = _put_int(buf, p, i_ua)
-        p = _put(buf, p, b',"v_mv":')
-        p = _put_int(buf, p, v_mv)
-        p = _put(buf, p, b',"lim":true' if lim else b',"lim":false')
-        p = _put(buf, p, b',"fault":')
-        p = _put(buf, p, self._faults[fault])
+        put = _fput
+        put_int = _fput_int if ms < 0x40000000 else _put_int    # viper: 31-bit ints
+        p = put_int(buf, len(_HEAD), ms)
+        p = put(buf, p, _K_STATE, len(_K_STATE))
+        name = self._states[state]
+        p = put(buf, p, name, len(name))
+        p = put(buf, p, _K_SP, len(_K_SP))
+        p = put_int(buf, p, sp_ua)
+        p = put(buf, p, _K_I, len(_K_I))
+        p = put_int(buf, p, i_ua)
+        p = put(buf, p, _K_V, len(_K_V))
+        p = put_int(buf, p, v_mv)
+        if lim:
+            p = put(buf, p, _K_LIM1, len(_K_LIM1))
+        else:
+            p = put(buf, p, _K_LIM0, len(_K_LIM0))
+        p = put(buf, p, _K_FAULT, len(_K_FAULT))
+        name = self._faults[fault]
+        p = put(buf, p, name, len(name))
         if peak_ua >= 0:
-            p = _put(buf, p, b',"peak_ua":')
-            p = _put_int(buf, p, peak_ua)
-        p = _put(buf, p, b'}\n')
-        v = self._views.get(p)
-        if v is None:
-            v = self._mv[:p]
-            self._views[p] = v
-        return v
+            p = put(buf, p, _K_PEAK, len(_K_PEAK))
+            p = put_int(buf, p, peak_ua)
+        p = put(buf, p, _K_END, 2)
+        return self._views[p - self._min]
 
 
-def _put(buf, p, b):
-    q = p + len(b)
-    buf[p:q] = b
+def _put(buf, p, src, n):
+    """src[0:n] at buf[p:]; returns the end (viperput.put's bytecode twin)."""
+    q = p + n
+    buf[p:q] = src
     return q
 
 
 def _put_int(buf, p, x):
-    """Decimal digits of int `x` at buf[p:]; returns the end."""
+    """Decimal digits of int `x` at buf[p:]; returns the end (viperput.put_int's twin)."""
     if x < 0:
         buf[p] = 45          # '-'
         p += 1
@@ -84,3 +104,12 @@ def _put_int(buf, p, x):
         if not x:
             break
     return end
+
+
+try:
+    import viperput                  # machine code (viper); its parameters are typed ptr8,
+    _fput = getattr(viperput, "put")          # which the viper compiler makes of the
+    _fput_int = getattr(viperput, "put_int")  # bytearray and bytes passed in (getattr:
+except (ImportError, SyntaxError, NameError):  # the type checker knows no such cast)
+    _fput = _put                     # no native emitter here: see viperput
+    _fput_int = _put_int

@@ -7,7 +7,8 @@ On the board every file lives flat at the root:
   manifest.json           this description, written last
 
 With precompilation (mpy=True) every module except main.py (and boot.py, which a board
-runs as source) becomes NAME.mpy, compiled by mpy-cross for the board's .mpy version.
+runs as source) and the viper modules (NATIVE_SOURCE: compiled on the board for its own
+CPU) becomes NAME.mpy, compiled by mpy-cross for the board's .mpy version.
 
 The manifest (JSON, deterministic: the same sources give the same bytes, so a re-flash
 with nothing changed sends nothing):
@@ -33,6 +34,9 @@ MICROPYTHON_MIN = (1, 27, 0)
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
 SOURCE_ONLY = ("main.py", "boot.py")    # a board runs these as source, never .mpy
+# viper (machine-code) modules: the board compiles them for its own CPU at import, so they
+# go as source even with mpy=True (mpy-cross would need each board's -march)
+NATIVE_SOURCE = ("viperput.py",)
 
 
 def firmware_version(path=VERSION_MODULE):
@@ -127,7 +131,7 @@ class Image:
         self.stage.mkdir(parents=True)
         self.files = {}
         for name, path in src:
-            if mpy and name not in SOURCE_ONLY:
+            if mpy and name not in SOURCE_ONLY and name not in NATIVE_SOURCE:
                 target = name[:-3] + ".mpy"
                 compile_mpy(path, name, self.stage / target, mpy)
                 self.files[target] = (self.stage / target).read_bytes()

@@ -21,6 +21,12 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
              USB input; replies go to USB like any reply). Default 0.
     tel_hz   telemetry rate (default 10; 0 = off).
     treat_s  seconds of the first DC TREAT phase (default 120).
+    locked   1: every period runs with the heap locked (micropython.heap_lock), step
+             and poll, so a single byte allocated raises: the run then stops, prints the
+             traceback and reports the state and the error ("alloc_error"). The only
+             polls let allocate are a session's end (its log record is built, then
+             written to flash), counted as "event_polls". Default 1 with a quiet host,
+             0 with a flood (parsing and answering a request allocates by design).
     soak_s   extra seconds of DC TREAT after it, for the heap figure (default 0; 180
              makes 5 minutes of treatment; treat_s + soak_s at most 320: 16-bit counts).
     phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, DONE, TREAT in
@@ -29,15 +35,18 @@ Output: one JSON line per state reached, starting {"bench": STATE, ...}, then on
 {"bench": "summary", ...}; other lines on the port (telemetry, replies) never carry
 "bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
 poll; 20 µs histogram bins, so percentiles are bin upper edges), period_p50/max (µs),
-late (health.LoopHealth late periods), overruns (safety monitor).
+late (health.LoopHealth late periods), overruns (safety monitor), locked (periods run
+with the heap locked: each of them allocated nothing), event_polls (a session's end).
 The summary: fault, worst period, late periods and overruns in all, collections,
-alloc_bytes (bytes the loop allocated over all `periods`, from gc.mem_alloc before and
+locked periods, event_polls, alloc_error (null, or where the loop allocated),
+alloc_bytes (bytes allocated over all `periods`, commands and session ends included,
+from gc.mem_alloc before and
 after the run with the automatic collection off, so every byte shows; null when the
 app collected meanwhile; gc.mem_alloc takes ~9 ms on an RP2040, so it is never called
 between periods: called while current flows it would stretch a period into the
 monitor's overrun fault), heap_free, heap_largest (the heap as the run
 left it) and heap_largest_after_gc (health.LoopHealth's probe). The control step
-itself runs with the heap locked in main.run: an allocation there would raise and fault.
+always runs with the heap locked in main.run: an allocation there would raise and fault.
 The bench turns the automatic collection off (gc.disable); the app's own collections
 (app.py, GC_LOW) still run.
 """
@@ -49,7 +58,6 @@ from array import array
 
 import micropython
 
-import health
 import main
 import profiles
 import safety
@@ -60,6 +68,8 @@ try:
     CFG.update(BENCH)  # noqa: F821 - set by the host through mpremote exec
 except NameError:
     pass
+if "locked" not in CFG:
+    CFG["locked"] = 0 if CFG["flood"] else 1
 
 _BIN = 20                 # µs per histogram bin
 _NB = 250                 # bins: up to 5 ms, above that the last bin (max kept apart)
@@ -93,6 +103,71 @@ class Flood:
         return len(buf)
 
 
+class Timed:
+    """The poll that main.run calls in the bench: times the step (from the controller's
+    last tick) and the real poll, per state class. A class, not a closure: a closure over
+    more than 5 variables allocates its argument array at every call (py/objclosure.c)."""
+
+    def __init__(self, st, ctrl, hl, saf, real_poll, cls_now, app):
+        self.st = st
+        self.app = app
+        self.locked = CFG["locked"]
+        self.ctrl = ctrl
+        self.hl = hl
+        self.saf = saf
+        self.real_poll = real_poll
+        self.cls_now = cls_now
+        # last period start, (unused), late and overruns seen so far
+        self.v = array("i", [time.ticks_us(), 0, 0, 0])
+
+    def poll(self):
+        ticks_us = time.ticks_us
+        ticks_diff = time.ticks_diff
+        st = self.st
+        v = self.v
+        t1 = ticks_us()
+        last = self.ctrl._last_us
+        tk = ticks_diff(t1, last)
+        per = ticks_diff(last, v[0])
+        v[0] = last
+        c = self.cls_now()
+        if self.locked:
+            app = self.app
+            rec = app.recorder
+            if (rec.running or rec.pending) and not app.session_active():
+                # a session's end: its record is built and written (allocates by design)
+                micropython.heap_unlock()
+                try:
+                    self.real_poll()
+                finally:
+                    micropython.heap_lock()
+                st.events[c] += 1
+            else:
+                self.real_poll()
+                st.locked[c] += 1
+        else:
+            self.real_poll()
+        pl = ticks_diff(ticks_us(), t1)
+        st.n[c] += 1
+        st.tick[c][tk // _BIN if tk < _BIN * _NB else _NB - 1] += 1
+        st.poll[c][pl // _BIN if pl < _BIN * _NB else _NB - 1] += 1
+        st.per[c][per // _PBIN if per < _PBIN * _NPB else _NPB - 1] += 1
+        if tk > st.tmax[c]:
+            st.tmax[c] = tk
+        if pl > st.pmax[c]:
+            st.pmax[c] = pl
+        if per > st.permax[c]:
+            st.permax[c] = per
+        hl = self.hl
+        if hl.late != v[2]:
+            st.late[c] += hl.late - v[2]
+            v[2] = hl.late
+        saf = self.saf
+        if saf.overruns != v[3]:
+            st.over[c] += saf.overruns - v[3]
+            v[3] = saf.overruns
+
+
 class Stats:
     def __init__(self):
         nc = len(CLASSES)
@@ -106,6 +181,8 @@ class Stats:
         self.permax = array("I", bytearray(4 * nc))
         self.late = array("I", bytearray(4 * nc))
         self.over = array("I", bytearray(4 * nc))
+        self.locked = array("I", bytearray(4 * nc))
+        self.events = array("I", bytearray(4 * nc))
 
 
 def main_bench():
@@ -116,12 +193,7 @@ def main_bench():
     hl = b.health
     ses = ctrl.session
     saf = ctrl.safety
-    ticks_us = time.ticks_us
-    ticks_diff = time.ticks_diff
     real_poll = b.poll
-    # the loop's state, in a bytearray-free object so the wrapper allocates nothing
-    v = array("i", [0, 0, 0, 0])   # last_us, (unused), late, overruns
-    v[0] = ticks_us()
 
     def cls_now():
         s = ses.state
@@ -130,39 +202,23 @@ def main_bench():
             return 4 if m == profiles.MODE_PULSED else 5 if m == profiles.MODE_DOSE else 3
         return _STATE_CLASS[s]
 
-    def timed_poll():
-        t1 = ticks_us()
-        last = ctrl._last_us
-        tk = ticks_diff(t1, last)
-        per = ticks_diff(last, v[0])
-        v[0] = last
-        c = cls_now()
-        real_poll()
-        pl = ticks_diff(ticks_us(), t1)
-        st.n[c] += 1
-        st.tick[c][tk // _BIN if tk < _BIN * _NB else _NB - 1] += 1
-        st.poll[c][pl // _BIN if pl < _BIN * _NB else _NB - 1] += 1
-        st.per[c][per // _PBIN if per < _PBIN * _NPB else _NPB - 1] += 1
-        if tk > st.tmax[c]:
-            st.tmax[c] = tk
-        if pl > st.pmax[c]:
-            st.pmax[c] = pl
-        if per > st.permax[c]:
-            st.permax[c] = per
-        if hl.late != v[2]:
-            st.late[c] += hl.late - v[2]
-            v[2] = hl.late
-        if saf.overruns != v[3]:
-            st.over[c] += saf.overruns - v[3]
-            v[3] = saf.overruns
+    timed = Timed(st, ctrl, hl, saf, real_poll, cls_now, app)
+    timed_poll = timed.poll        # a bound method, made once: calling it allocates nothing
 
     def run_s(seconds, until=None):
         """main.run for `seconds` of periods, or until `until()` (checked every 20)."""
         steps = seconds * 1000000 // ctrl.period_us
         done = 0
+        locked = CFG["locked"]
         while done < steps:
-            main.run(ctrl, b.ticks_us, b.sleep_us, poll=timed_poll, max_steps=20,
-                     health=hl)
+            if locked:
+                micropython.heap_lock()
+            try:
+                main.run(ctrl, b.ticks_us, b.sleep_us, poll=timed_poll, max_steps=20,
+                         health=hl)
+            finally:
+                if locked:
+                    micropython.heap_unlock()
             done += 20
             if until is not None and until():
                 return True
@@ -196,30 +252,13 @@ def main_bench():
     alloc0 = gc.mem_alloc()         # ~9 ms on an RP2040: only before and after the run
     coll0 = app.collections
     ps = CFG["phase_s"]
+    alloc_error = None
     try:
-        run_s(ps)                                                    # IDLE
-        # DC: the hands profile at 15 mA
-        start("hands", duration_s=1800, ramp_up_s=10)
-        run_s(60, lambda: ses.state == sm.TREAT)
-        run_s(CFG["treat_s"] + CFG["soak_s"], lambda: ses.state != sm.TREAT)
-        cmd("pause")
-        run_s(30, lambda: ses.state == sm.PAUSED)
-        run_s(ps)
-        cmd("resume")
-        run_s(60, lambda: ses.state == sm.TREAT)
-        run_s(ps)
-        cmd("stop")
-        run_s(30, lambda: ses.state == sm.DONE)
-        run_s(ps)
-        cmd("reset")
-        for prof in ("underarm", "drug"):
-            start(prof, ramp_up_s=10)
-            run_s(60, lambda: ses.state == sm.TREAT)
-            run_s(ps, lambda: ses.state != sm.TREAT)
-            cmd("stop")
-            run_s(30, lambda: ses.state == sm.DONE)
-            cmd("reset")
-        run_s(1)
+        sequence(ps, run_s, cmd, start, ses)
+    except MemoryError as e:        # the heap was locked (see `locked`): where, and stop
+        import sys
+        sys.print_exception(e)
+        alloc_error = "%s in %s" % (repr(e), CLASSES[cls_now()])
     finally:
         app._reader = b.io
         app.set_telemetry(0)
@@ -230,7 +269,34 @@ def main_bench():
     for c in range(len(CLASSES)):
         periods += st.n[c]
     report(st, hl, saf, ctrl, app,
-           None if app.collections != coll0 else alloc, periods)
+           None if app.collections != coll0 else alloc, periods, alloc_error)
+
+
+def sequence(ps, run_s, cmd, start, ses):
+    """The scripted sessions (see the module doc); `ps`: seconds per waiting phase."""
+    run_s(ps)                                                        # IDLE
+    # DC: the hands profile at 15 mA
+    start("hands", duration_s=1800, ramp_up_s=10)
+    run_s(60, lambda: ses.state == sm.TREAT)
+    run_s(CFG["treat_s"] + CFG["soak_s"], lambda: ses.state != sm.TREAT)
+    cmd("pause")
+    run_s(30, lambda: ses.state == sm.PAUSED)
+    run_s(ps)
+    cmd("resume")
+    run_s(60, lambda: ses.state == sm.TREAT)
+    run_s(ps)
+    cmd("stop")
+    run_s(30, lambda: ses.state == sm.DONE)
+    run_s(ps)
+    cmd("reset")
+    for prof in ("underarm", "drug"):
+        start(prof, ramp_up_s=10)
+        run_s(60, lambda: ses.state == sm.TREAT)
+        run_s(ps, lambda: ses.state != sm.TREAT)
+        cmd("stop")
+        run_s(30, lambda: ses.state == sm.DONE)
+        cmd("reset")
+    run_s(1)
 
 
 def _pct(h, n, q, bin_us):
@@ -250,7 +316,7 @@ def _largest(hl, feed):
     return hl.largest
 
 
-def report(st, hl, saf, ctrl, app, alloc, periods):
+def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
     feed = ctrl.hal.feed_watchdog      # a session armed the board's watchdog
     for c in range(len(CLASSES)):
         feed()
@@ -264,7 +330,8 @@ def report(st, hl, saf, ctrl, app, alloc, periods):
             "poll_p50": _pct(st.poll[c], n, 50, _BIN), "poll_p99": _pct(st.poll[c], n, 99, _BIN),
             "poll_max": st.pmax[c],
             "period_p50": _pct(st.per[c], n, 50, _PBIN), "period_max": st.permax[c],
-            "late": st.late[c], "overruns": st.over[c]}))
+            "late": st.late[c], "overruns": st.over[c], "locked": st.locked[c],
+            "event_polls": st.events[c]}))
     feed()
     largest = _largest(hl, feed)    # the heap as the loop left it (garbage and all)
     gc.collect()
@@ -274,6 +341,7 @@ def report(st, hl, saf, ctrl, app, alloc, periods):
         "bench": "summary", "cfg": CFG, "fault": safety.NAMES[saf.fault],
         "worst_period_us": hl.worst_us, "late": hl.late, "overruns": saf.overruns,
         "collections": app.collections, "periods": periods,
+        "locked": sum(st.locked), "event_polls": sum(st.events), "alloc_error": alloc_error,
         "alloc_bytes": alloc, "tel_sent": app.tel_sent,
         "lines": app.proto.lines, "internal": app.proto.internal,
         "heap_free": gc.mem_free(), "heap_largest": largest,
