@@ -253,7 +253,7 @@ FAULTS = {
     "F_OPA_HIGH": "op-amp output stuck high",
     "F_SHUNT_SHORT": "shunt short (sense and comparator blind)",
     "F_QEN_SHORT": "enable MOSFET short",
-    "RAIL_60V": "compliance supply at 60 V (boost feedback open, TVS clamp)",
+    "RAIL_60V": "compliance supply at 60 V (boost feedback fault), source healthy",
 }
 
 
