@@ -245,6 +245,27 @@ def test_output_with_mcu_in_reset_or_pins_floating(spice_dir, case):
     assert float(np.abs(tr["i(v_im)"]).max()) < limit
 
 
+def test_polarity_relay_reverses_the_load_current(spice_dir):
+    """GP14 high: the relay swaps the electrodes, the current through the load reverses,
+    the shunt (ground side) still reads it positive. The firmware's order: output off,
+    reference 0, flip, >= 200 ms, back on (limits.DEAD_TIME_MS)."""
+    t_off, t_flip = 0.010, 0.012
+    t_on = t_off + limits.DEAD_TIME_MS / 1000.0
+    tr = fr.run_bench(spice_dir, "polarity", t_stop_s=t_on + 0.015,
+                      ref=fr.steps(FRAC_15MA, [(t_off + 1e-6, 0.0), (t_on, FRAC_15MA)]),
+                      en=fr.steps(1.0, [(t_off, 0.0), (t_on, 1.0)]),
+                      pol=fr.steps(0.0, [(t_flip, 1.0)]),
+                      rs=[(0.0, 1000.0)], rk=[(0.0, 1500.0)], t_max_s=20e-6)
+    i_before, i_after = _at(tr, t_off - 1e-4) * 1e3, _at(tr, t_on + 0.014) * 1e3
+    assert i_before == pytest.approx(15.0 * fr.derived()["mirror_gain"], rel=0.02)
+    assert i_after == pytest.approx(-i_before, rel=0.01)
+    sense_ma = _at(tr, t_on + 0.014, "v(isense)") / fr.VALUES["R_SHUNT"] * 1e3
+    assert sense_ma == pytest.approx(-i_after, rel=0.01)
+    # nothing flows through the relay contacts while they move (3 ms after t_flip)
+    m = (tr["time"] > t_flip) & (tr["time"] < t_flip + 0.010)
+    assert float(np.abs(tr["i(v_im)"][m]).max()) < 10e-6
+
+
 # ---- 5. single faults ------------------------------------------------------------------------
 FAULTS = {
     "F_Q1_SHORT": "pass MOSFET drain-source short",
