@@ -266,6 +266,34 @@ def test_polarity_relay_reverses_the_load_current(spice_dir):
     assert float(np.abs(tr["i(v_im)"][m]).max()) < 10e-6
 
 
+@pytest.mark.parametrize("duty,freq", [(0.5, 1000), (0.2, 10000), (0.8, 10000)])
+def test_pulse_gate_average_matches_plant(spice_dir, duty, freq):
+    """Pulsed mode: GP18 gates the reference (analog switch). 15 mA peak commanded; the
+    average current over 10 gate-periods-or-more matches the plant's (gate_duty) within
+    5 %, and the filtered sense channel's average equals it. The sense ripple (τ 1 ms) is
+    measured: at 10 kHz it stays under 0.5 mA p-p; at 1 kHz it is ~3.6 mA p-p (not
+    asserted: docs/frontend.md §5 lists it as an open problem for pulsed mode)."""
+    tr = fr.run_bench(spice_dir, "gate_%g_%d" % (duty, freq), t_stop_s=0.03,
+                      ref=[(0.0, FRAC_15MA)], gate=(duty, freq),
+                      rs=[(0.0, 1000.0)], rk=[(0.0, 1500.0)], t_max_s=0.5e-6)
+    t = tr["time"]
+    m = (t >= 0.02) & (t <= 0.03)
+    span = float(t[m][-1] - t[m][0])
+    i_avg_ma = float(np.trapezoid(tr["i(v_im)"][m], t[m])) / span * 1e3
+    sense = tr["v(isense)"][m] / fr.VALUES["R_SHUNT"] * 1e3
+    sense_avg_ma = float(np.trapezoid(sense, t[m])) / span
+    p = Plant(**fr.plant_kwargs(1000.0, 1500.0, 0.5))
+    p.enable, p.contact, p.ref_code = 1, True, int(round(FRAC_15MA * 65535))
+    p.gate_duty, p.gate_hz = duty, freq
+    for _ in range(60):
+        p.step(0.0005)
+    plant_ma = p.true_ua / 1000.0
+    assert abs(i_avg_ma - plant_ma) <= max(REL_TOL * i_avg_ma, ABS_TOL_MA), (i_avg_ma, plant_ma)
+    assert sense_avg_ma == pytest.approx(i_avg_ma, rel=0.01)
+    if freq >= 10000:
+        assert float(sense.max() - sense.min()) < 0.5
+
+
 # ---- 5. single faults ------------------------------------------------------------------------
 FAULTS = {
     "F_Q1_SHORT": "pass MOSFET drain-source short",

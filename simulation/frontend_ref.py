@@ -160,7 +160,7 @@ def _pwl(name, node, points):
 
 def bench(t_stop_s, ref=None, pwm=None, en=None, en_float=False, pwm_float=False, pol=0.0,
           rail=None, rs=None, rk=None, ck_uf=0.5, vpol_v=0.0, params=None, t_max_s=None,
-          saves=None):
+          saves=None, gate=None):
     """An ngspice testbench (netlist text) of `t_stop_s` seconds.
 
     ref       PWL points (t_s, fraction of full scale 0..1): the PWM's average, applied
@@ -173,13 +173,15 @@ def bench(t_stop_s, ref=None, pwm=None, en=None, en_float=False, pwm_float=False
     rail      PWL points (t_s, volts) of the compliance supply (V_RAIL if None)
     rs, rk    PWL points (t_s, ohms): water+body in series, skin in parallel with ck_uf
     params    overrides of values.inc (e.g. {"F_Q1_SHORT": 1})
+    gate      (duty 0..1, freq_hz): the pulse gate GP18 as a PWM; None = floating (its
+              pull-up: DC, as from reset)
     """
     v = dict(VALUES)
     v.update(params or {})
     lines = ["* testbench written by simulation/frontend_ref.py"]
     lines += [".param %s=%.9g" % (k, val) for k, val in sorted(v.items())]
     lines.append(".include %s" % LIB_FILE)
-    lines.append("XFE PWM EN POL TRIPO ISENSE VSENSE ELA ELB RAIL V33 FRONTEND")
+    lines.append("XFE PWM EN POL TRIPO ISENSE VSENSE ELA ELB RAIL V33 GATE FRONTEND")
     lines.append("V_33 V33 0 DC %.9g" % v["V_LOGIC"])
     rail = rail or [(0.0, v["V_RAIL"])]
     lines.append(_pwl("V_RAIL", "RAIL", rail))
@@ -199,6 +201,11 @@ def bench(t_stop_s, ref=None, pwm=None, en=None, en_float=False, pwm_float=False
         pts = [(t, x * v["V_LOGIC"]) for t, x in (en or [(0.0, 1.0)])]
         lines.append(_pwl("V_EN", "ENP", pts))
         lines.append("R_ENPIN ENP EN 50")
+    if gate is not None:
+        g_duty, g_freq = gate
+        g_per = 1.0 / g_freq
+        lines.append("V_GATE GATE 0 PULSE(0 %.9g 0 20n 20n %.9g %.9g)"
+                     % (v["V_LOGIC"], g_duty * g_per - 20e-9, g_per))
     pol_pts = pol if isinstance(pol, list) else [(0.0, pol)]
     lines.append(_pwl("V_POL", "POL", [(t, x * v["V_LOGIC"]) for t, x in pol_pts]))
     # patient load: electrode A - [water+body] - [skin R || C] - [polarization] - B
