@@ -24,18 +24,6 @@ def available():
     return shutil.which(_EXE) is not None
 
 
-def version():
-    """The first version line ngspice prints (e.g. 'ngspice-39 : ...'), or None."""
-    import subprocess
-    if not available():
-        return None
-    out = subprocess.run([_EXE, "--version"], capture_output=True, text=True, timeout=30)
-    for line in out.stdout.splitlines():
-        if "ngspice-" in line:
-            return line.strip("* ").strip()
-    return None
-
-
 def run(netlist, workdir, name="bench", timeout_s=120):
     """Write `netlist` to `workdir/name.cir`, simulate it, return its traces.
 
