@@ -28,9 +28,11 @@ import safety
 import schedule
 import schema
 import session as sm
+import storage
 from protocol import LINE_MAX
 from schema import BOOL, CHOICE, INT, Reject
 from service_commands import CAL_HOLD, CODE, ServiceCommands
+from statusline import StatusReply
 
 VERSION = "0.5.0"
 PROTOCOL = 2      # 2: firmware 0.5 (profiles, prescription format 2, service mode)
@@ -75,9 +77,23 @@ def log_entry(r):
     return out
 
 
+# the status reply's fields, in the order of its line (statusline.StatusReply)
+STATUS_KEYS = ("state", "profile", "mode", "target_ua", "sp_ua", "i_ua", "v_mv", "peak_ua",
+               "load_ohm", "flow_pct", "limited", "elapsed_s", "remaining_s", "charge_uamin",
+               "dose_uamin", "pauses", "pause", "end", "fault", "cal", "rx", "settings",
+               "log_last", "log_pending", "time", "uptime_s", "tel_hz", "service",
+               "code_default", "locked_s", "loop_worst_us", "loop_late", "overruns",
+               "heap_free", "heap_largest", "heap_largest_s")
+# every string a status field can hold (an unknown one sends the reply the usual way)
+STATUS_NAMES = (sm.NAMES + sm.END_NAMES + sm.PAUSE_NAMES + safety.NAMES + profiles.NAMES +
+                profiles.MODE_NAMES + (storage.OK, storage.RECOVERED, storage.MISSING,
+                                       storage.CORRUPT, storage.DEFAULT))
+
+
 class Commands:
     def __init__(self, app):
         self.app = app
+        self._status = StatusReply(STATUS_KEYS, STATUS_NAMES)
         svc = ServiceCommands(app)
         self.table = {
             "identify": (self.identify, _NONE, 0),
@@ -155,30 +171,44 @@ class Commands:
         now = app.clock.uptime_ms()
         h = app.health
         h.wanted = True             # the largest free block is searched between sessions
-        return {
-            "state": sm.NAMES[st], "profile": app.profile_name,
-            "mode": profiles.MODE_NAMES[mode] if mode is not None else None,
-            "target_ua": target, "sp_ua": ses.sp_ua if on else 0,
-            "i_ua": i, "v_mv": v, "peak_ua": ctrl.peak_ua if on else 0,
-            "load_ohm": v * 1000 // i if on and i >= 500 else None,
-            "flow_pct": i * 100 // target if st == sm.TREAT and target else None,
-            "limited": bool(on and ctrl.regulator.limited),
-            "elapsed_s": ses.elapsed_ms // 1000, "remaining_s": left // 1000 if left > 0 else 0,
-            "charge_uamin": ses.charge_uamin,
-            "dose_uamin": dose,
-            "pauses": ses.pauses,
-            "pause": sm.PAUSE_NAMES[ses.pause_cause] if st == sm.PAUSED else "",
-            "end": _name(sm.END_NAMES, ses.end_reason), "fault": safety.NAMES[ctrl.safety.fault],
-            "cal": app.cal_status, "rx": store.rx.status, "settings": store.settings.status,
-            "log_last": store.log.last, "log_pending": len(app.recorder.pending),
-            "time": app.clock.epoch(), "uptime_s": app.clock.uptime_s, "tel_hz": app.tel_hz,
-            "service": app.service, "code_default": app.auth.code_default,
-            "locked_s": (app.auth.locked_ms(now) + 999) // 1000,
-            "loop_worst_us": h.worst_us, "loop_late": h.late,
-            "overruns": ctrl.safety.overruns,
-            "heap_free": h.free_now(app.session_active()), "heap_largest": h.largest,
-            "heap_largest_s": h.largest_ms // 1000 if h.largest_ms >= 0 else -1,
-        }
+        d = self._status.fields     # filled in place: its keys exist (statusline.py)
+        d["state"] = sm.NAMES[st]
+        d["profile"] = app.profile_name
+        d["mode"] = profiles.MODE_NAMES[mode] if mode is not None else None
+        d["target_ua"] = target
+        d["sp_ua"] = ses.sp_ua if on else 0
+        d["i_ua"] = i
+        d["v_mv"] = v
+        d["peak_ua"] = ctrl.peak_ua if on else 0
+        d["load_ohm"] = v * 1000 // i if on and i >= 500 else None
+        d["flow_pct"] = i * 100 // target if st == sm.TREAT and target else None
+        d["limited"] = bool(on and ctrl.regulator.limited)
+        d["elapsed_s"] = ses.elapsed_ms // 1000
+        d["remaining_s"] = left // 1000 if left > 0 else 0
+        d["charge_uamin"] = ses.charge_uamin
+        d["dose_uamin"] = dose
+        d["pauses"] = ses.pauses
+        d["pause"] = sm.PAUSE_NAMES[ses.pause_cause] if st == sm.PAUSED else ""
+        d["end"] = _name(sm.END_NAMES, ses.end_reason)
+        d["fault"] = safety.NAMES[ctrl.safety.fault]
+        d["cal"] = app.cal_status
+        d["rx"] = store.rx.status
+        d["settings"] = store.settings.status
+        d["log_last"] = store.log.last
+        d["log_pending"] = len(app.recorder.pending)
+        d["time"] = app.clock.epoch()
+        d["uptime_s"] = app.clock.uptime_s
+        d["tel_hz"] = app.tel_hz
+        d["service"] = app.service
+        d["code_default"] = app.auth.code_default
+        d["locked_s"] = (app.auth.locked_ms(now) + 999) // 1000
+        d["loop_worst_us"] = h.worst_us
+        d["loop_late"] = h.late
+        d["overruns"] = ctrl.safety.overruns
+        d["heap_free"] = h.free_now(app.session_active())
+        d["heap_largest"] = h.largest
+        d["heap_largest_s"] = h.largest_ms // 1000 if h.largest_ms >= 0 else -1
+        return self._status
 
     def schedule(self, f):
         app = self.app

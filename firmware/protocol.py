@@ -125,7 +125,9 @@ class Protocol:
         return rid, cmd, req
 
     def answer(self, rid, cmd, req):
-        """The second half: run the handler and send its reply (or its refusal)."""
+        """The second half: run the handler and send its reply (or its refusal). The
+        handler returns a dict, or an object whose `line(rid)` is the whole reply line
+        (None: send its `as_dict()` instead; statusline.StatusReply)."""
         try:
             out = self.handler(cmd, req)
         except Reject as e:
@@ -137,6 +139,13 @@ class Protocol:
             self.internal += 1    # a bug: answer it, count it, keep the loop alive
             self._error(rid, "E_INTERNAL", "internal error: " + type(e).__name__)
             return
+        if not isinstance(out, dict):     # a reply that writes its own line (statusline)
+            line = out.line(rid)
+            if line is not None:
+                self.lines += 1
+                self.event_raw(line)
+                return
+            out = out.as_dict()
         out["id"] = rid
         out["ok"] = True
         self.lines += 1

@@ -53,7 +53,7 @@ class TelLine:
         `peak_ua` < 0: no peak_ua field (DC)."""
         buf = self._buf
         put = _fput
-        put_int = _fput_int if ms < 0x40000000 else _put_int    # viper: 31-bit ints
+        put_int = _fput_int if ms <= 0x3FFFFFFF else _put_int    # viper: small ints only
         p = put_int(buf, len(_HEAD), ms)
         p = put(buf, p, _K_STATE, len(_K_STATE))
         name = self._states[state]
@@ -79,10 +79,11 @@ class TelLine:
 
 
 def _put(buf, p, src, n):
-    """src[0:n] at buf[p:]; returns the end (viperput.put's bytecode twin)."""
-    q = p + n
-    buf[p:q] = src
-    return q
+    """src[0:n] at buf[p:]; returns the end (viperput.put's bytecode twin). Byte by byte:
+    a slice assignment builds a slice object on some ports (16 bytes each)."""
+    for i in range(n):
+        buf[p + i] = src[i]
+    return p + n
 
 
 def _put_int(buf, p, x):
@@ -113,3 +114,8 @@ try:
 except (ImportError, SyntaxError, NameError):  # the type checker knows no such cast)
     _fput = _put                     # no native emitter here: see viperput
     _fput_int = _put_int
+
+# for the other preallocated lines (statusline.py): put_bytes(buf, p, src, n) and
+# put_int(buf, p, x) for |x| < 2**30, machine code where the port compiles it
+put_bytes = _fput
+put_int = _fput_int

@@ -5,6 +5,10 @@
   (where the interpreter compiles viper: the unix port; the others use the twins);
 * the app's poll in TREAT with 50 Hz telemetry allocates nothing, not even the first line
   of each length (the old dict + json.dumps path left ~400 bytes per line);
+* the status reply written by statusline.StatusReply is the JSON of its fields (and
+  falls back to the dict when a value is unknown to it); on MicroPython, answering status
+  in TREAT allocates only the checked fields' dict and the line's view (one small block
+  each: 16 bytes on a 32-bit board, 32 on the 64-bit unix port);
 * health.LoopHealth.probe_step finds a block that can really be allocated, no larger
   than the free heap, and stops (MicroPython only);
 * main.run with the heap locked around the step: an allocation inside the step faults
@@ -50,6 +54,38 @@ def test_viper_put_writes_what_its_bytecode_twins_write():
         b = bytearray(b"#" * 24)
         assert telemetry._fput(a, 2, src, len(src)) == telemetry._put(b, 2, src, len(src))
         assert a == b and bytes(a[2:2 + len(src)]) == src, (src, a, b)
+
+
+def test_status_line_is_the_json_of_its_fields_and_allocates_one_view():
+    rig = Rig(skin_ohm=1000.0)
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    st = rig.app.commands.handle("status", {})
+    want = st.as_dict()
+    assert want["state"] == "TREAT" and want["i_ua"] > 5000, want
+    got = json.loads(bytes(st.line(7)))
+    want["id"] = 7
+    want["ok"] = True
+    assert got == want, (got, want)
+    st.fields["time"] = 1764460000            # epoch seconds: beyond the small ints
+    st.fields["loop_late"] = -123456
+    got = json.loads(bytes(st.line(None)))
+    assert got["time"] == 1764460000 and got["loop_late"] == -123456 and got["id"] is None, got
+    st.fields["profile"] = "not a known name"   # -> the dict path
+    assert st.line(1) is None
+    r = rig.ok("status")                        # through the protocol, as a host sees it
+    assert r["state"] == "TREAT" and r["target_ua"] == 10000, r
+    if not mptest.is_micropython():
+        return
+    handle = rig.app.commands.handle
+    rig.bench.step()
+    req = {}
+
+    def answer():
+        handle("status", req).line(3)
+    answer()
+    a = mptest.allocated_by(answer)
+    assert a <= 64, a       # the checked fields' dict and the line's view: a block each
 
 
 def test_poll_with_telemetry_leaves_no_garbage():
