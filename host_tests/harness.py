@@ -9,6 +9,7 @@ checked against the ceiling on its own.
 
 import limits
 import scenario
+from tools import invariants
 
 COL = {name: n for n, name in enumerate(scenario.TRACE_COLUMNS)}
 DT_S = 0.005
@@ -45,25 +46,25 @@ class Trace:
 
 
 def run(scn, contact_log=None):
-    """Validate and run `scn`; the returned Trace also records plant contact per step."""
+    """Validate and run `scn`; the returned Trace also records, per step, the plant's
+    contact, what its rail allows and the session's target (tools/invariants.py)."""
     scn = scenario.validate(scn)
     rows = []
-    contacts = []
     pulse_peaks = []
-    b_holder = []
+    truth = invariants.Truth()
+    bench = scenario.Bench(seed=scn.get("seed", 1), clock_start_us=scn.get("clock_start_us", 0),
+                           **scn.get("plant", {}))
 
     def on_row(r):
         rows.append(r)
-        p = b_holder[0].plant if b_holder else None
-        contacts.append(p.contact and not p.short if p else False)
-        pulse_peaks.append(p.pulse_peak_ua if p else 0.0)
+        truth.add(bench)
+        pulse_peaks.append(bench.plant.pulse_peak_ua)
 
-    bench = scenario.Bench(seed=scn.get("seed", 1), clock_start_us=scn.get("clock_start_us", 0),
-                           **scn.get("plant", {}))
-    b_holder.append(bench)
     scenario.run(scn, on_row, bench=bench)
     t = Trace(rows, bench, scn)
-    t.contact = contacts
+    t.contact = truth.contact       # hands in, no short
+    t.allowed = truth.allowed       # µA the rail allows at the present load
+    t.goal = truth.goal             # the session's target
     t.pulse_peak = pulse_peaks      # on-phase source current (no re-contact spike)
     return t
 
