@@ -1,4 +1,5 @@
-"""Delivery, false-fault and comfort invariants (issue 12), judged on the plant's truth.
+"""The session invariants, judged on the plant's truth: issue 12's delivery, no false
+fault and no jolt, and (d) the safety invariants that existed before (ARCHITECTURE §4).
 
 Each `measure_*` takes a trace (host_tests/harness.Trace or the soak runner's, with the
 per-step columns below) and returns `(worst, message)`: `worst` is the size of the worst
@@ -24,6 +25,7 @@ The numbers and their sources:
 """
 
 import limits
+import safety
 
 DT_S = 0.005
 DELIVERY_PCT = 97
@@ -111,7 +113,8 @@ def measure_delivery(trace, profile):
     so a fall of what the rail allows pulls y down at once (the current cannot be above
     the rail), and a rise lets y up only at the comfort slope (a rise may take as long
     as the slope needs). Not judged: within RECOVERY_S of a fall of `allowed` by more
-    than 1 %, and while the hands are out (the session pauses: a named cause).
+    than 1 % or of the start of a ramp (the probe's 600 µA level hands over to the
+    ramp's 300 µA), and while the hands are out (the session pauses: a named cause).
     Returns (worst shortfall below the 97 % line in µA, message)."""
     states = trace.col("state")
     en = trace.col("enabled")
@@ -137,6 +140,8 @@ def measure_delivery(trace, profile):
             continue
         if y is None:
             y = float(limits.PROBE_UA)
+            if quiet_from < k + rec:
+                quiet_from = k + rec     # the probe's 600 µA level hands over to the ramp
         else:
             y += slope
         if a < y:
@@ -153,23 +158,17 @@ def measure_delivery(trace, profile):
     return worst, where
 
 
-def measure_jolt(trace):
-    """(c) No change of the true current by more than JOLT_UA within JOLT_S, while the
-    output stays on with the hands in over the whole window, unless the rail forced it:
-
-        rise:  true(t) - min(true over the window)                      > JOLT_UA
-        fall:  max(min(true(s), allowed(t)) over the window) - true(t)  > JOLT_UA
-
-    A fall down to what the rail now allows is the rail moving (load, sag, lift), not
-    a jolt; a fall below it is. A pause or fault cut (output off), the hands leaving
-    (contact lost) are outside the judged windows. Returns (worst excess µA, message)."""
+def worst_change(trace):
+    """(µA, t_s): the largest change of the true current within JOLT_S that the rail did
+    not force (see measure_jolt), over the windows where the output stayed on with the
+    hands in."""
     en = trace.col("enabled")
     true = trace.col("true_ua")
     allowed = trace.allowed
     contact = trace.contact
     w = int(JOLT_S / DT_S + 0.5)
     worst = 0.0
-    where = ""
+    at = None
     ok_since = None
     for k in range(len(true)):
         if not en[k] or not contact[k]:
@@ -187,18 +186,33 @@ def measure_jolt(trace):
         top = max(win)
         fall = (top if top < a else a) - cur
         d = rise if rise > fall else fall
-        if d > JOLT_UA and d - JOLT_UA > worst:
-            worst = d - JOLT_UA
-            where = "t=%.3f s: true current %s %.0f µA within %.0f ms" % (
-                k * DT_S, "rose" if rise > fall else "fell", d, JOLT_S * 1000)
-    return worst, where
+        if d > worst:
+            worst = d
+            at = (k * DT_S, "rose" if rise > fall else "fell")
+    return worst, at
+
+
+def measure_jolt(trace):
+    """(c) No change of the true current by more than JOLT_UA within JOLT_S, while the
+    output stays on with the hands in over the whole window, unless the rail forced it:
+
+        rise:  true(t) - min(true over the window)                      > JOLT_UA
+        fall:  max(min(true(s), allowed(t)) over the window) - true(t)  > JOLT_UA
+
+    A fall down to what the rail now allows is the rail moving (load, sag, lift), not
+    a jolt; a fall below it is. A pause or fault cut (output off), the hands leaving
+    (contact lost) are outside the judged windows. Returns (worst excess µA, message)."""
+    d, at = worst_change(trace)
+    if d <= JOLT_UA:
+        return 0.0, ""
+    return d - JOLT_UA, "t=%.3f s: true current %s %.0f µA within %.0f ms" % (
+        at[0], at[1], d, JOLT_S * 1000)
 
 
 def measure_no_fault(trace):
     """(b) A benign session never ends in FAULT: (1, message) when it latched one."""
     ctrl = trace.bench.ctrl
     if ctrl.safety.fault:
-        import safety
         t = trace.first("FAULT")
         return 1, "FAULT %s at t=%.3f s" % (safety.NAMES[ctrl.safety.fault], t or -1)
     return 0, ""
@@ -217,3 +231,106 @@ def check_jolt(trace):
 def check_no_fault(trace):
     worst, where = measure_no_fault(trace)
     assert worst == 0, "false fault: " + where
+
+
+# ---- (d) the invariants that existed before issue 12 (ARCHITECTURE §4) ---------------
+def check_trip_ceiling(trace, profile, slack_ua=0.0):
+    """True current never above min(prescription x 1.1, 30 mA)."""
+    trip = limits.trip_level_ua(profile.target_ua)
+    worst = max(trace.col("true_ua"))
+    assert worst <= trip + slack_ua, "true current %.0f µA above trip %d µA" % (worst, trip)
+
+
+def check_off_after_trip(trace, profile):
+    """Whenever the true current exceeds the trip level, the output is off one period later."""
+    trip = limits.trip_level_ua(profile.target_ua)
+    true = trace.col("true_ua")
+    en = trace.col("enabled")
+    for k in range(len(true) - 1):
+        if true[k] > trip:
+            assert en[k + 1] == 0, "t=%.3f s: %.0f µA > trip, output still on next period" % (
+                k * DT_S, true[k])
+
+
+def check_contact_loss(trace):
+    """Contact lost -> the command is down to the probe drive within two periods."""
+    target = trace.col("target_ua")
+    contact = trace.contact
+    lost_at = None
+    for k in range(len(target)):
+        if not contact[k]:
+            if lost_at is None:
+                lost_at = k
+            if k >= lost_at + 2:
+                assert target[k] <= 2 * limits.PROBE_UA, (
+                    "t=%.3f s: contact lost at %.3f s, still commanding %d µA" % (
+                        k * DT_S, lost_at * DT_S, target[k]))
+        else:
+            lost_at = None
+
+
+def check_slew(trace, profile, tol_ua=700.0):
+    """No rise of the true current faster than the ramp allows, from any earlier point.
+
+    For all s < t: true(t) - true(s) <= slope * (t - s) + tol. This is what catches a
+    jolt after a pause, a reversal, or a compliance-limited stretch that ends in a
+    sudden drop of skin resistance (the wind-up shock). `tol` covers the probe step.
+    """
+    ramp_s = max(profile.ramp_up_s, limits.MIN_RAMP_MS / 1000.0)
+    slope = profile.target_ua / ramp_s * DT_S        # µA per step
+    low = None
+    for k, i in enumerate(trace.col("true_ua")):
+        g = i - slope * k
+        if low is None or g < low[0]:
+            low = (g, k)
+        rise = g - low[0]
+        assert rise <= tol_ua, "t=%.3f s: true current rose %.0f µA above the ramp since t=%.3f s" % (
+            k * DT_S, rise, low[1] * DT_S)
+
+
+def check_hard_cap(trace, profile):
+    """Treatment time (true current above twice the probe) never beyond the hard cap."""
+    on_s = sum(1 for i in trace.col("true_ua") if i > 2 * limits.PROBE_UA) * DT_S
+    assert on_s <= profile.hard_cap_ms() / 1000.0, "energized %.1f s > cap" % on_s
+
+
+def check_polarity_flips(trace):
+    """Polarity changes only with the output disabled for >= 200 ms around it."""
+    pol = trace.col("polarity")
+    en = trace.col("enabled")
+    true = trace.col("true_ua")
+    off_since = None
+    for k in range(len(pol)):
+        if en[k] == 0 and off_since is None:
+            off_since = k
+        if en[k]:
+            off_since = None
+        if k and pol[k] != pol[k - 1]:
+            assert en[k] == 0 and en[k - 1] == 0, "flip at %.3f s with output enabled" % (k * DT_S)
+            assert true[k - 1] < 1.0 and true[k] < 1.0, "flip at %.3f s with current flowing" % (k * DT_S)
+            assert off_since is not None and (k - off_since) * DT_S >= 0.2, (
+                "flip at %.3f s after only %.3f s disabled" % (k * DT_S, (k - off_since) * DT_S))
+
+
+# Pulsed: the loop holds the measured average at the target, so the peak follows the
+# sense channel's accuracy; 1.6 % of the ceiling covers ADC noise and the regulator's
+# one-step dither, both multiplied by 100 / duty (5x at 20 %) in the peak: measured worst
+# 234 µA at a 25 mA peak, 20 % duty, source +8 % (make bench). The plant has no sense
+# gain error unless a test sets one.
+PEAK_TOL_UA = 400
+
+
+def check_peak_ceiling(trace, tol_ua=PEAK_TOL_UA):
+    """The source's on-phase (peak) current never above the 25 mA ceiling (+ tol)."""
+    worst = max(trace.pulse_peak)
+    assert worst <= limits.CEILING_UA + tol_ua, "peak %.0f µA above the ceiling %d µA" % (
+        worst, limits.CEILING_UA)
+
+
+def check_all(trace, profile):
+    check_peak_ceiling(trace)
+    check_trip_ceiling(trace, profile)
+    check_contact_loss(trace)
+    check_slew(trace, profile)
+    check_hard_cap(trace, profile)
+    check_polarity_flips(trace)
