@@ -22,9 +22,13 @@ reasoning; in short:
   that a current lowered by the command itself is not followed down).
 - Railed ends when the source shows it left the rail: the electrode 300 mV under the
   learned rail, the current at the setpoint, or the current following the command
-  (up with the voltage, or down with it) over a window. There the trim is observed
-  (last command less the current) and kept for the next rail; the PI integrates again
-  from where the railed trim left it: nothing is frozen at a wrong trim.
+  (up with the voltage, or down with it) over a window. The PI integrates again from
+  where the railed trim left it: nothing is frozen at a wrong trim. The trim (last
+  command less the current) is observed off the rail: on track, when the PI moves the
+  command and the current follows, when the current rises past the rail's flow, and -
+  after the electrode left the rail, which a sagging supply also does - once current
+  and electrode come back up to the rail with the command. The next rail starts from
+  the last observation.
 - Feed-forward: the setpoint is capped at what the learned rail pushes through the
   estimated load (rail / R_est + 150 µA), so the rail is rarely hit at all.
 
@@ -53,7 +57,7 @@ _LEAVE_MV = const(300)        # electrode this far under the learned rail: off t
 _TRACK_UA = const(30)         # |error| within this: on track (the trim is right here)
 _DV_FALL_MV = const(500)      # the electrode fell more than this (a step, a window's mean):
 #                               the load fell, not a rail (a rail is flat, a sag slower)
-_DV_NOISE_UA = const(50)      # a current this much higher: not ADC noise (3 LSB of 8 µA x 2)
+_I_NOISE_UA = const(50)      # a current this much higher: not ADC noise (3 LSB of 8 µA x 2)
 _DV_FOLLOW_MV = const(50)     # the electrode rose less than this: it did not follow (ADC
 #                               noise: 1-3 LSB of 16 mV on the sim and Pico dividers)
 
@@ -182,7 +186,7 @@ class Regulator:
                 self._cand = t_obs
                 self._cand_i = i_ua
                 d = (self.flow_ua - i_ua) >> 1
-                self._cand_up = i_ua + (d if d > _DV_NOISE_UA else _DV_NOISE_UA)
+                self._cand_up = i_ua + (d if d > _I_NOISE_UA else _I_NOISE_UA)
         elif follows:
             seen = True                    # the PI moved the command, the current followed
         elif self._cand_up and i_ua >= self._cand_up \
