@@ -9,7 +9,8 @@ reasoning; in short:
   source's response, not by a voltage threshold: the command rose and neither the
   current nor the electrode voltage followed, for 3 steps with a shortfall above
   100 µA, or over a 20-step window whatever the shortfall; never with the electrode
-  under 40 % of the nominal compliance (a dead source or sensor, not a rail). The
+  under 40 % of the nominal compliance (a dead source or sensor, not a rail) or
+  falling fast (a load that fell, its skin capacitance discharging). The
   electrode voltage there becomes the learned rail (the supply may sag below the
   board's nominal compliance).
 - While railed the trim cannot be observed (the current does not depend on the
@@ -55,8 +56,11 @@ _LEAK_MAX_UA = const(30000)   # ... at most this far (Q8 of it stays a small int
 _TRIM_MAX_UA = const(30000)   # |trim| kept below: trim x setpoint stays a small int
 _LEAVE_MV = const(300)        # electrode this far under the learned rail: off the rail
 _TRACK_UA = const(30)         # |error| within this: on track (the trim is right here)
-_DV_FALL_MV = const(500)      # the electrode fell more than this (a step, a window's mean):
-#                               the load fell, not a rail (a rail is flat, a sag slower)
+_DV_FALL_MV = const(500)      # the electrode fell more than this in a step (the window
+_WV_FALL_MV = const(150)      # rule: its mean more than _DV_FALL_MV, or the step more than
+#                               this): the load fell, its skin capacitance discharging, not
+#                               a rail (a rail is flat; a sag falls 25-200 mV a step and is
+#                               seen by the 3-step rule)
 _I_NOISE_UA = const(50)      # a current this much higher: not ADC noise (3 LSB of 8 µA x 2)
 _DV_FOLLOW_MV = const(50)     # the electrode rose less than this: it did not follow (ADC
 #                               noise: 1-3 LSB of 16 mV on the sim and Pico dividers)
@@ -218,7 +222,8 @@ class Regulator:
             else:
                 self._short_n = 0
             if not sat and wu > _WINDOW * _WINDOW_DU_UA and 2 * wi < wu and e > 0 \
-                    and -_WINDOW * _DV_FALL_MV < wv < _WINDOW * _DV_FOLLOW_MV:
+                    and -_WINDOW * _DV_FALL_MV < wv < _WINDOW * _DV_FOLLOW_MV \
+                    and dv > -_WV_FALL_MV:
                 # a slow wind-up: the command crept up a window, the current did not
                 sat = True                 # from the trim a window ago, if lower
                 self._trim_s = self._trim_ok
