@@ -203,11 +203,9 @@ class Regulator:
                 self._trim_ok = t_obs      # the next rail starts from it
                 self._sp_ok = i_obs
             self._cand_up = 0
-        if self._sat:
-            pass
-        elif v_mv < self._floor_mv:
+        if not self._sat and v_mv < self._floor_mv:
             self._short_n = 0              # no rail this low: a dead source or sensor
-        else:                              # on the rail now?
+        elif not self._sat:                # on the rail now?
             if e > _LIMIT_ERR_UA and du > 0 and 2 * di < du \
                     and -_DV_FALL_MV < dv < _DV_FOLLOW_MV:
                 # the command went up and neither the current nor the electrode voltage
