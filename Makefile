@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/demo.json
 NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
-.PHONY: help venv node demo simulate test mpy-check test-frontend test-hil bench bench-pico mutants clean \
+.PHONY: help venv node demo simulate test mpy-check test-frontend test-hil bench bench-pico soak mutants clean \
         sim sim-stop pico pico-stop flash check demo-board monitor log calibrate
 
 help:
@@ -19,7 +19,9 @@ help:
 	@echo "make test            all host tests (CPython, MicroPython VMs, mpy-cross) - sets itself up"
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross (viper: for the Pico)"
 	@echo "make test-frontend   only the analog front-end checks in ngspice (docs/frontend.md; apt-get install ngspice)"
-	@echo "make bench           control quality, speed, heap and size tables; the loop on the emulated RP2040 (~30 min)"
+	@echo "make bench           control quality, ours vs the peers' algorithms, 10,000 randomized sessions (JOBS=n),"
+	@echo "                     speed, heap and size tables; the loop on the emulated RP2040"
+	@echo "make soak [N=300] [JOBS=1]   N randomized sessions judged on the truth: count per invariant, worst cases in $(OUT)/soak/"
 	@echo "make bench-pico [QUICK=1]   only the emulated RP2040's timing, heap and flash tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
 	@echo "make test-hil [PORT=/dev/ttyACM0 BOARD=pico]   hardware-in-the-loop tests: the emulated Pico, or a real board"
@@ -76,12 +78,22 @@ test-frontend: $(STAMP)
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench_control
+	$(PY) -m tools.bench_compare
+	-$(PY) -m tools.soak -n $(BENCH_SESSIONS) --out $(OUT)/soak --jobs $(JOBS)
 	$(PY) -m tools.bench_mpy
 	$(PY) -m tools.bench_pico
 
 # only the emulated RP2040's tables (QUICK=1: a short smoke run)
 bench-pico: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench_pico $(if $(QUICK),--quick)
+
+# randomized sessions (tools/soak.py): counts per invariant; the worst sessions are written
+# to $(OUT)/soak/ as scenario files (make simulate SCENARIO=... replays one)
+N ?= 300
+JOBS ?= 1
+BENCH_SESSIONS ?= 10000
+soak: $(STAMP)
+	$(PY) -m tools.soak -n $(N) --out $(OUT)/soak --jobs $(JOBS)
 
 mutants: $(STAMP)
 	$(PY) -m tools.mutants

@@ -174,7 +174,7 @@ class Controller:
             hal.feed_watchdog()
             return
 
-        ses.update(dt_ms, i, v, reg.limited)
+        ses.update(dt_ms, i, v, reg.limited, reg.flow_ua)
         st = ses.state
         if st == DONE or st == IDLE:
             self.safety.disarm()

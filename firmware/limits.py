@@ -25,6 +25,11 @@ LIFT_WINDOW_MS = const(1000)
 LIFT_MIN_UA = const(1000)           # R estimates below this current are too noisy
 LIFT_BACK_PCT = const(150)          # after a lift, resume once the probe R is within this % of before
 COMPLIANCE_MARGIN_MV = const(1000)  # within this of the (learned) rail = railed
+RAIL_MIN_PCT = const(40)            # a compliance rail is never below this % of the board's
+#                                     nominal: the deepest sag planned for is 60 -> 45 V and
+#                                     rails are 30-60 V (ARCHITECTURE §4-5); an electrode
+#                                     lower than this that does not follow the command is a
+#                                     dead source or sensor (safety's plausibility), not a rail
 OPEN_V_PCT = const(60)              # no current with the electrode above this % of the
 #                                     board's compliance = open circuit (tolerates supply sag)
 ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this

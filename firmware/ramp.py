@@ -18,7 +18,10 @@ _Q = const(10)
 # 300 µA is the probe's own step.
 END_UA = const(300)            # limits.PROBE_UA
 _END_Q = const(300 << 10)
-_BUMPLESS_UA = const(300)      # compliance limited: ask for at most this above the flow
+# Compliance limited: ask for at most this above the flow. It is the step the current
+# makes when the load lets it through (then it ramps): 150 µA, above the regulator's
+# shortfall threshold (100 µA) so that the rail is still seen, well under a jolt (0.5 mA).
+_BUMPLESS_UA = const(150)
 
 
 class Ramp:
@@ -44,7 +47,9 @@ class Ramp:
         self.ua = ua
 
     def toward(self, dt_ms, target_ua, limited, i_ua):
-        """One step towards `target_ua`; True once the nominal ramp is there."""
+        """One step towards `target_ua`; True once the nominal ramp is there.
+        `i_ua`: the current that flows (while limited: the flow the rail lets through,
+        regulator.flow_ua, which the command itself cannot lower)."""
         if limited:
             # Bumpless: never ask for more than flows now plus a little, so the
             # current re-ramps (not jumps) when the load lets it through again.

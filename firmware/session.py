@@ -191,7 +191,10 @@ class Session:
             self._clear()
 
     # ---- one control step -----------------------------------------------------
-    def update(self, dt_ms, i_ua, v_mv, limited):
+    def update(self, dt_ms, i_ua, v_mv, limited, flow_ua=-1):
+        """One step. `limited`: the regulator cannot reach the setpoint (compliance);
+        `flow_ua`: what the source delivers there (regulator.flow_ua: at a rail, the
+        rail's current, not lowered by the command), the measured current if < 0."""
         s = self.state
         if s == IDLE or s == DONE or s == FAULT:
             return     # no clock here: a counter growing for weeks would become a bigint
@@ -217,9 +220,9 @@ class Session:
                 else:
                     self._end(self.end_reason or END_COMPLETED)
         else:
-            self._treating(s, dt_ms, i_ua, v_mv, limited)
+            self._treating(s, dt_ms, i_ua, v_mv, limited, i_ua if flow_ua < 0 else flow_ua)
 
-    def _treating(self, s, dt_ms, i_ua, v_mv, limited):
+    def _treating(self, s, dt_ms, i_ua, v_mv, limited, flow_ua):
         elapsed = self.elapsed_ms + dt_ms
         self.elapsed_ms = elapsed
         if s == REVERSE and self._phase != _REV_DOWN:
@@ -250,7 +253,7 @@ class Session:
             self._pause(PAUSE_LIFT)
             return
         r = self._ramp
-        there = r.toward(dt_ms, self.target_ua, limited, i_ua)
+        there = r.toward(dt_ms, self.target_ua, limited, flow_ua)
         self.sp_ua = r.ua
         if s == RAMP_UP and there:
             self._go(TREAT)     # the ramp is over even if the load holds the current lower

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import safety
 from harness import check_all, check_off_after_trip, profile_of, run
+from tools import invariants
 
 # No shrink phase: a failing example is printed whole (note) and replays as a
 # scenario file; shrinking a 24,000-step simulation takes minutes.
@@ -79,9 +80,9 @@ def _events(event_for, n_max):
 
 
 @st.composite
-def scenarios(draw, event_for=_benign_event, n_max=8):
+def scenarios(draw, event_for=_benign_event, n_max=8, modes=("dc", "pulsed", "dose")):
     events = [{"t_s": draw(_num(0, 5)), "contact": True}] + draw(_events(event_for, n_max))
-    return {"profile": draw(profiles()), "plant": draw(plants), "events": events, "end_s": 120,
+    return {"profile": draw(profiles(modes=modes)), "plant": draw(plants), "events": events, "end_s": 120,
             "seed": draw(st.integers(1, 2 ** 20)),
             "clock_start_us": draw(st.sampled_from([0, (1 << 30) - 50 * 1000000]))}
 
@@ -106,6 +107,35 @@ def test_benign_sessions_never_fault(s):
     note(json.dumps(s))
     tr = run(s)
     assert tr.bench.ctrl.safety.fault == 0, "false trip: %s" % safety.NAMES[tr.bench.ctrl.safety.fault]
+
+
+def _issue12_event(t):
+    """Issue 12's benign events: conductivity drops (fast or slow), hands pressed deeper,
+    load rises (at the rail or not), supply sag and recovery, gain drift of up to ±8 %,
+    hands out and back."""
+    return st.one_of(
+        st.builds(lambda c: {"t_s": t, "contact": c}, st.booleans()),
+        st.builds(lambda r, o: {"t_s": t, "skin_ohm": r, "over_s": o}, _num(300, 9000),
+                  st.one_of(st.just(0), _num(0.2, 2), _num(10, 60))),
+        st.builds(lambda v, o: {"t_s": t, "compliance_v": v, "over_s": o}, _num(30, 60), _num(0, 5)),
+        st.builds(lambda g, o: {"t_s": t, "source_gain_error": g, "over_s": o}, _num(-0.08, 0.08),
+                  _num(2, 60)),
+    )
+
+
+@SETTINGS
+@given(scenarios(event_for=_issue12_event, n_max=6, modes=("dc", "dose")))
+def test_benign_events_deliver_without_fault_or_jolt(s):
+    """Issue 12 (a)-(d) on DC and dose profiles: the current delivered (>= 97 % of what the
+    rail allows, at the comfort slope after a rise, within 1 s after a fall), no fault,
+    no jolt (0.5 mA in 100 ms beyond what the rail forces), the safety invariants."""
+    note(json.dumps(s))
+    tr = run(s)
+    prof = profile_of(s)
+    invariants.check_no_fault(tr)
+    invariants.check_delivery(tr, prof)
+    invariants.check_jolt(tr)
+    check_all(tr, prof)
 
 
 _FAULTS = ["adc_stuck_low", "adc_stuck_high", "v_stuck_low", "v_stuck_high", "enable_stuck_on",

@@ -418,15 +418,15 @@ def test_fault_from_every_state_cuts():
 
 
 def test_limited_setpoint_stays_bumpless():
-    # compliance limited: the setpoint never runs away above what flows (+300 µA)
+    # compliance limited: the setpoint never runs away above what flows (+150 µA)
     r = Run(load=Load(r_ohm=8000))      # 4.75 mA at most
     r.start()
     r.until(sm.RAMP_UP, 2000)
     r.run_ms(20000, limited=True)
     assert r.ses.state == sm.TREAT
     i, v = r.load.measure(r.ses)
-    # capped at what flows + 300 µA, then one step of the ramp (1 µA/ms)
-    assert r.ses.sp_ua <= i + 300 + DT, (r.ses.sp_ua, i)
+    # capped at what flows + 150 µA, then one step of the ramp (1 µA/ms)
+    assert r.ses.sp_ua <= i + 150 + DT, (r.ses.sp_ua, i)
     # the load drops: the setpoint climbs at the ramp slope, not at once
     r.load.r_ohm = 2000
 
