@@ -101,8 +101,10 @@ def test_demo_summary_numbers_are_plausible(demo):
         assert key in s, key
     # never above the trip level (15 mA x 1.1) on the plant's truth
     assert 14500 < s["max_true_ua"] <= 16500
-    # compliance limited until the skin drops at 120 s, none after
-    assert 90 < s["limited_time_s"] < 125
+    # compliance limited (the plant's truth) from ~19 s until the skin drops at 120 s, none
+    # after. The regulator hovers at the rail's edge (it creeps below it to see the trim
+    # again, docs/design.md): at compliance ~3/4 of that time, 99.7 % of the rail's current
+    assert 60 < s["limited_time_s"] < 125
     assert s["state_times_s"]["FAULT"] == pytest.approx(600.0, abs=0.1)
     assert sum(s["state_times_s"].values()) == pytest.approx(900.0)
     assert s["treat_time_s"] == s["state_times_s"]["TREAT"]
