@@ -250,18 +250,12 @@ class Bumpless:
 
 def drive_session(reg, plant, ses, target, n, log=None, each=None):
     """n steps with the session's bumpless setpoint `ses`; `each(k)` may change the
-    plant before step k."""
-    log = log or Log()
-    for k in range(n):
+    plant before step k (drive() asks for the setpoint before each step)."""
+    def sp(k):
         if each is not None:
             each(k)
-        u = reg.step(ses(reg, plant, target), plant.i, plant.v)
-        plant.apply(u)
-        log.u.append(u)
-        log.i.append(plant.i)
-        log.limited.append(reg.limited)
-        log.integ.append(reg.integ)
-    return log
+        return ses(reg, plant, target)
+    return drive(reg, plant, sp, n, log)
 
 
 def _worst_jump(log, k0, w=20):
