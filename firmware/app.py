@@ -7,15 +7,15 @@ never hold the loop for long. Per call it does, in this order:
   3. at most one log append, and only while no current flows (DONE/FAULT/IDLE, output
      disabled); a failed append is retried at most once a second;
   4. at most one telemetry line, if enabled and due (skipped, and counted, when the
-     output stream reports it is not writable);
-  5. input: at most READ_MAX bytes read from the host, at most ONE line parsed, its
-     answer in the next poll (parsing a short line takes ~4 ms on an RP2040, answering
-     `status` ~3 ms: one poll doing both would stretch the period past the safety
-     monitor's overrun limit while current flows), and nothing in the poll right after
-     the answer: that poll instead collects
-     the garbage if the heap is getting low (MicroPython) and no session runs, so a
-     collection never adds to the cost of a line.
-So a flood of input costs at most one short read and one reply per two loop periods;
+     output stream reports it is not writable); a poll that sent one does nothing more;
+  5. input, one stage per poll (on an RP2040 each stage of a flat request takes about
+     1 ms, the whole of one several): a long reply being written goes on
+     (FIELDS_PER_POLL fields: `status` takes three polls); else a parsed request is
+     answered; else, right after an answer, nothing: that poll collects the garbage if
+     the heap is getting low (MicroPython) and no session runs, so a collection never
+     adds to the cost of a line; else at most READ_MAX bytes are read from the host and
+     at most ONE line parsed.
+So a flood of input costs at most one short read and one reply per three loop periods;
 the rest waits in the host's and the USB stack's buffers (flow control).
 No collection while a session runs: one takes ~17 ms on an RP2040 (3.4 loop periods), so
 the loop would stop for longer than the safety monitor allows while current flows (it
@@ -52,6 +52,7 @@ from recorder import Recorder
 from telemetry import TelLine
 
 READ_MAX = 64
+FIELDS_PER_POLL = 12   # a long reply's fields written per poll (status: 36 in 3 polls)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
 _LOG_RETRY_MS = 1000
 _USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)
@@ -63,9 +64,10 @@ class App:
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
                  on_active=None, service_button=None, urandom=None, health=None,
-                 session_gc_off=False):
+                 session_gc_off=False, write_n=None):
         """`store`: a loaded records.Store. `write(data)`: one output line
-        (bytes-like; it must be consumed before write returns: telemetry reuses its buffer). `reader`:
+        (bytes-like; it must be consumed before write returns: telemetry reuses its buffer).
+        `write_n(buf, n)`: buf[0:n] as one line, without a view (optional). `reader`:
         `.readinto(buf) -> n` without blocking, or None. `writable()`: False when output
         would block (telemetry is then skipped). `hw`/`sleep_us`: the board's hardware and
         a sleep, for the self test (without them it only reads the idle channels).
@@ -92,7 +94,8 @@ class App:
         self.recorder = Recorder()
         self.cal = CalSampler(ctrl, self.clock.uptime_ms)
         self.commands = Commands(self)
-        self.proto = Protocol(self.commands.handle, write)
+        self.proto = Protocol(self.commands.handle, write, names=self.commands.names(),
+                              write_n=write_n)
         self._reader = reader
         self._writable = writable
         self._hw = hw
@@ -111,8 +114,9 @@ class App:
         self._rpos = 0
         self._rend = 0
         self._answered = False
-        self._req = None                   # a parsed request waiting for its answer
+        self._req = False                  # a parsed request waits for its answer
         self.proto.on_line = self._parse_line
+        self.proto.fields_per_poll = FIELDS_PER_POLL
         self.collections = 0
         self._session_gc_off = session_gc_off
         try:
@@ -184,13 +188,17 @@ class App:
                     ctrl.stop()         # the technician left: the hold ramps down
             else:
                 self.cal.poll()
-        if self.tel_hz:
-            self._telemetry()
-        req = self._req
-        if req is not None:                # parsed in the last poll: answer it now
-            self._req = None
+        if self.tel_hz and self._telemetry():
+            return                         # a poll that sent telemetry reads no request
+        proto = self.proto
+        if proto.writing():                # a long reply, written over several polls
+            if not proto.resume():
+                self._answered = True
+            return
+        if self._req:                      # parsed in the last poll: answer it now
+            self._req = False
             try:
-                self.proto.answer(req[0], req[1], req[2])
+                self.proto.answer()
             except MemoryError:
                 self.proto.busy()
             self._answered = True
@@ -218,14 +226,16 @@ class App:
             self.proto.busy()
         self._answered = self.proto.lines != lines
 
-    def _parse_line(self, line):
-        """The protocol's line handler in the loop: parse now, answer in the next poll."""
-        self._req = self.proto.parse(line)
+    def _parse_line(self, n):
+        """The protocol's line handler in the loop: parse now, answer in the next poll
+        (nothing is fed in between: a flat request is read from the line buffer)."""
+        self._req = self.proto.parse(n)
 
     def _set_active(self, active):
         """A session began or ended: the collector off while it runs (see the top),
         Ctrl-C off (on_active)."""
         self._active = active
+        self.proto.flat_only = active
         gc = self._gc
         if gc is not None and self._session_gc_off:
             if active:
@@ -240,10 +250,12 @@ class App:
         complete line is answered at once, not in the next poll."""
         proto = self.proto
         proto.on_line = proto.handle_line
+        proto.fields_per_poll = 0          # every reply whole, at once
         try:
             return proto.feed(data, max_lines)
         finally:
             proto.on_line = self._parse_line
+            proto.fields_per_poll = FIELDS_PER_POLL
 
     def _flush_log(self):
         now = self.clock.uptime_ms()
@@ -259,16 +271,17 @@ class App:
         self._log_retry = -1
 
     def _telemetry(self):
+        """Send the telemetry line if due; True when this poll did the work of one."""
         now = self.clock.uptime_ms()
         if now < self._tel_next:
-            return
+            return False
         period = 1000 // self.tel_hz
         self._tel_next += period
         if self._tel_next <= now:
             self._tel_next = now + period     # no burst to catch up after a stall
         if self._writable is not None and not self._writable():
             self.tel_dropped += 1
-            return
+            return False
         ctrl = self.ctrl
         on = ctrl.hal.enabled
         ses = ctrl.session
@@ -281,6 +294,7 @@ class App:
                                 ctrl.safety.fault, peak)
         if self.proto.event_raw(line):
             self.tel_sent += 1
+        return True
 
     # ---- self test and the end of the loop ------------------------------------------------
     def selftest(self):

@@ -6,8 +6,8 @@ service_commands.py; this table holds every command's permission flags.
 Checks run in a fixed order, and nothing changes before all of them passed:
     1. the command exists                       E_UNKNOWN_CMD
     2. service-only commands need service mode  E_DENIED
-    3. fields: unknown, missing, type, range    E_UNKNOWN_FIELD, E_MISSING, E_TYPE, E_RANGE
-    4. state (e.g. no storage writes while a session runs)          E_STATE
+    3. commands refused while a session runs (they touch flash or the output)  E_STATE
+    4. fields: unknown, missing, type, range    E_UNKNOWN_FIELD, E_MISSING, E_TYPE, E_RANGE
     5. command-specific: calibration/prescription validity (E_DENIED), prescription
        limits (E_RANGE, E_DENIED); storage failure (E_STORAGE: the old record stays)
 Service mode is `app.service`: `service_enter` with the technician code (auth.py: salted
@@ -16,6 +16,12 @@ a command, when a session starts, and at every boot. Tests and tools that build 
 in-process may pass `App(service=True)`. A wrong code (E_AUTH) is the one refusal that
 changes something: the stored failure counter. Every command and field is documented in
 docs/protocol.md.
+A flat request (flatreq.FlatReq, protocol.py) is answered without allocating when its
+command is in QUICK, the commands a host sends while a session runs: checks 1-4 write
+their refusal into the protocol's preallocated error line (replyline.ErrorLine), the
+fields are read from the request in place (schema.check_flat), and the reply is a
+preallocated replyline.FieldReply. A command-specific refusal (5) still raises Reject.
+Any other command's flat request is made a dict and read the usual way.
 """
 
 import sys
@@ -32,7 +38,7 @@ import storage
 from protocol import LINE_MAX
 from schema import BOOL, CHOICE, INT, Reject
 from service_commands import CAL_HOLD, CODE, ServiceCommands
-from statusline import StatusReply
+from replyline import FieldReply
 
 VERSION = "0.5.0"
 PROTOCOL = 2      # 2: firmware 0.5 (profiles, prescription format 2, service mode)
@@ -77,7 +83,7 @@ def log_entry(r):
     return out
 
 
-# the status reply's fields, in the order of its line (statusline.StatusReply)
+# the status reply's fields, in the order of its line (replyline.FieldReply)
 STATUS_KEYS = ("state", "profile", "mode", "target_ua", "sp_ua", "i_ua", "v_mv", "peak_ua",
                "load_ohm", "flow_pct", "limited", "elapsed_s", "remaining_s", "charge_uamin",
                "dose_uamin", "pauses", "pause", "end", "fault", "cal", "rx", "settings",
@@ -90,19 +96,40 @@ STATUS_NAMES = (sm.NAMES + sm.END_NAMES + sm.PAUSE_NAMES + safety.NAMES + profil
                                        storage.CORRUPT, storage.DEFAULT))
 
 
+# answered from a flat request with nothing allocated (see the top)
+QUICK = ("status", "identify", "stop", "pause", "resume", "telemetry", "adjust")
+_IDENTIFY_KEYS = ("fw", "proto", "board", "uid", "python", "line_max", "service",
+                  "code_default")
+
+
 class Commands:
     def __init__(self, app):
         self.app = app
-        self._status = StatusReply(STATUS_KEYS, STATUS_NAMES)
+        self._status = FieldReply(STATUS_KEYS, STATUS_NAMES)
+        self._state = FieldReply(("state",), sm.NAMES)
+        self._adjusted = FieldReply(("state", "target_ua"), sm.NAMES)
+        self._tel = FieldReply(("on", "hz"), ())
+        impl = sys.implementation
+        v = impl.version
+        self._python = "%s %d.%d.%d" % (impl.name, v[0], v[1], v[2])
+        names = (VERSION, self._python)
+        for k in ("board_name", "uid"):       # app None: a table-only instance (tests)
+            v = getattr(app, k, None)
+            if isinstance(v, str):
+                names += (v,)
+        self._identify = FieldReply(_IDENTIFY_KEYS, names)
+        self._quick = {}
+        for k in QUICK:
+            self._quick[k] = True
         svc = ServiceCommands(app)
         self.table = {
             "identify": (self.identify, _NONE, 0),
             "status": (self.status, _NONE, 0),
-            "start": (self.start, _START, 0),
+            "start": (self.start, _START, _IDLE),
             "stop": (self.stop, _NONE, 0),
             "pause": (self.pause, _NONE, 0),
             "resume": (self.resume, _NONE, 0),
-            "reset": (self.reset, _NONE, 0),
+            "reset": (self.reset, _NONE, _IDLE),
             "telemetry": (self.telemetry, _TELEMETRY, 0),
             "time_set": (self.time_set, _TIME, 0),
             "schedule": (self.schedule, _NONE, 0),
@@ -124,31 +151,61 @@ class Commands:
             "rx_write": (svc.rx_write, records.RX_WRITE_SPEC, _IDLE | _SERVICE),
         }
 
+    def names(self):
+        """Every command and field name (the protocol's table for flat requests)."""
+        out = list(self.table)
+        for entry in self.table.values():
+            for f in entry[1]:
+                if f[0] not in out:
+                    out.append(f[0])
+        return tuple(out) + sm.NAMES
+
     def handle(self, cmd, req):
-        entry = self.table.get(cmd)
+        """The reply to command `cmd` (str; None: a flat request's unknown name) with
+        request `req` (a dict, or a flatreq.FlatReq): a dict, a replyline reply
+        object, or a Reject raised."""
+        flat = not isinstance(req, dict)
+        entry = self.table.get(cmd) if cmd is not None else None
         if entry is None:
+            if flat:
+                i = req.cmd_at
+                return self.app.proto.err.begin("E_UNKNOWN_CMD").text(
+                    b"unknown command ").quoted(req.buf, req.str_start(i), req.str_end(i))
             raise Reject("E_UNKNOWN_CMD", "unknown command " + schema.quote(cmd))
         fn, spec, flags = entry
         app = self.app
         if app.service:
             app.service_touch()          # any command keeps service mode alive
-        if flags & _SERVICE and not self.app.service:
-            raise Reject("E_DENIED", cmd + " needs service mode")
-        f = schema.check(req, spec, ("id", "cmd"))
-        if flags & _IDLE and self.app.session_active():
-            raise Reject("E_STATE", "%s not allowed during a session (state %s)" % (
-                cmd, state_name(self.app.ctrl)))
-        return fn(f)
+        if flags & _SERVICE and not app.service:
+            if flat:
+                return app.proto.err.begin("E_DENIED").text(cmd).text(b" needs service mode")
+            raise Reject("E_DENIED", "%s needs service mode" % cmd)
+        if flags & _IDLE and app.session_active():
+            st = state_name(app.ctrl)
+            if flat:
+                return app.proto.err.begin("E_STATE").text(cmd).text(
+                    b" not allowed during a session (state ").text(st).text(b")")
+            raise Reject("E_STATE", "%s not allowed during a session (state %s)" % (cmd, st))
+        if flat:
+            if cmd in self._quick:
+                bad = schema.check_flat(req, spec, app.proto.err)
+                return fn(req) if bad is None else bad
+            req = req.as_dict()
+        return fn(schema.check(req, spec, ("id", "cmd")))
 
     # ---- reading ------------------------------------------------------------------------
     def identify(self, f):
         app = self.app
-        impl = sys.implementation
-        v = impl.version
-        return {"fw": VERSION, "proto": PROTOCOL, "board": app.board_name, "uid": app.uid,
-                "python": "%s %d.%d.%d" % (impl.name, v[0], v[1], v[2]),
-                "line_max": LINE_MAX, "service": app.service,
-                "code_default": app.auth.code_default}
+        d = self._identify.fields
+        d["fw"] = VERSION
+        d["proto"] = PROTOCOL
+        d["board"] = app.board_name
+        d["uid"] = app.uid
+        d["python"] = self._python
+        d["line_max"] = LINE_MAX
+        d["service"] = app.service
+        d["code_default"] = app.auth.code_default
+        return self._identify
 
     def status(self, f):
         app = self.app
@@ -171,7 +228,7 @@ class Commands:
         now = app.clock.uptime_ms()
         h = app.health
         h.wanted = True             # the largest free block is searched between sessions
-        d = self._status.fields     # filled in place: its keys exist (statusline.py)
+        d = self._status.fields     # filled in place: its keys exist (replyline.py)
         d["state"] = sm.NAMES[st]
         d["profile"] = app.profile_name
         d["mode"] = profiles.MODE_NAMES[mode] if mode is not None else None
@@ -319,24 +376,31 @@ class Commands:
                 ua, cap, name))
         if not ctrl.set_target(ua):
             raise Reject("E_STATE", "target %d not accepted in state %s" % (ua, state_name(ctrl)))
-        return {"state": state_name(ctrl), "target_ua": ua}
+        d = self._adjusted.fields
+        d["state"] = state_name(ctrl)
+        d["target_ua"] = ua
+        return self._adjusted
+
+    def _state_reply(self):
+        self._state.fields["state"] = state_name(self.app.ctrl)
+        return self._state
 
     def stop(self, f):
         """Always accepted: ramps down whatever runs; nothing to do when idle."""
         self.app.ctrl.stop()
-        return {"state": state_name(self.app.ctrl)}
+        return self._state_reply()
 
     def pause(self, f):
         ctrl = self.app.ctrl
         if not ctrl.pause():
             raise Reject("E_STATE", "nothing to pause (state %s)" % state_name(ctrl))
-        return {"state": state_name(ctrl)}
+        return self._state_reply()
 
     def resume(self, f):
         ctrl = self.app.ctrl
         if not ctrl.resume():
             raise Reject("E_STATE", "resume needs a user pause (state %s)" % state_name(ctrl))
-        return {"state": state_name(ctrl)}
+        return self._state_reply()
 
     def reset(self, f):
         app = self.app
@@ -352,7 +416,10 @@ class Commands:
     def telemetry(self, f):
         hz = f.get("hz", 10) if f["on"] else 0
         self.app.set_telemetry(hz)
-        return {"on": hz > 0, "hz": hz}
+        d = self._tel.fields
+        d["on"] = hz > 0
+        d["hz"] = hz
+        return self._tel
 
     def time_set(self, f):
         self.app.clock.set_epoch(f["epoch"])

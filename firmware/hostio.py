@@ -5,7 +5,7 @@
 up to len(buf); it never waits. It runs every loop period, so it leaves no garbage:
 `ipoll` (MicroPython; it reuses its result tuple, where `poll` builds a list per call)
 and a read into a preallocated one-byte buffer (`read(1)` would build a bytes object). `write(data)` sends raw bytes (no LF -> CRLF
-translation); `writable()` asks the poll whether output would block (USB connected
+translation), `write_n(buf, n)` the first n of them; `writable()` asks the poll whether output would block (USB connected
 but nobody reading), so telemetry can be skipped instead of stalling the loop.
 `set_interrupt(on)`: while a session runs the app turns Ctrl-C (0x03) off, so a stray
 byte cannot kill the loop mid-treatment; when idle it is on again, so tools (mpremote)
@@ -15,6 +15,8 @@ can take over the board.
 import select
 import sys
 
+_MICROPYTHON = sys.implementation.name == "micropython"
+
 
 class HostIO:
     def __init__(self, stdin=None, stdout=None):
@@ -22,6 +24,8 @@ class HostIO:
         self._stdout = stdout if stdout is not None else sys.stdout
         self._in = getattr(self._stdin, "buffer", self._stdin)
         self._out = getattr(self._stdout, "buffer", self._stdout)
+        # write(buf, n) on MicroPython (getattr: a type stub's write takes one argument)
+        self._write = getattr(self._out, "write")
         self._rpoll = select.poll()
         self._rpoll.register(self._stdin, select.POLLIN)
         self._wpoll = select.poll()
@@ -79,6 +83,14 @@ class HostIO:
 
     def write(self, data):
         self._out.write(data)
+
+    def write_n(self, buf, n):
+        """buf[0:n], without making a view of it (a MicroPython stream's write takes a
+        length)."""
+        if _MICROPYTHON:
+            self._write(buf, n)
+        else:
+            self._out.write(bytes(buf[:n]))
 
     def writable(self):
         return self._wready()

@@ -189,7 +189,7 @@ def build():
     sleep = getattr(board, "sleep_us", None) or time.sleep_us
     io = HostIO()
     health = health_mod.LoopHealth()
-    app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable,
+    app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable, write_n=io.write_n,
               uid=_unique_id(board), hw=hw, sleep_us=sleep,
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
               on_active=lambda active: io.set_interrupt(not active),

@@ -15,29 +15,61 @@ exception becomes E_INTERNAL and is counted (a bug: no test may see one).
 Heap exhausted (MemoryError: while a session runs the app keeps the collector off, see
 app.py): `busy()` answers the line with a constant E_BUSY line (id null: building any
 other reply would allocate) and counts it.
+A line is first read as a flat request (flatreq.py: an object of small scalars, read in
+place without allocating); any other line is read with jsonstrict, the same checks with
+the same answers. While a session runs (`flat_only`, set by the app) a line that is not
+flat is not read at all: it gets the constant FLAT_ONLY_LINE (E_BUSY, id null), so a
+request costs a bounded, allocation-free time while current flows (docs/protocol.md).
 The reference for every command and code is docs/protocol.md.
 """
 
 import json
 
 import jsonstrict
+from flatreq import INT, STR, W, FlatReq, copy
+from replyline import ErrorLine, plain
 from schema import Reject, is_int
 
 LINE_MAX = 256
+# every error code (docs/protocol.md), encoded once for the error lines
+CODES = ("E_UTF8", "E_JSON", "E_TYPE", "E_MISSING", "E_TOO_LONG", "E_UNKNOWN_CMD",
+         "E_UNKNOWN_FIELD", "E_RANGE", "E_STATE", "E_DENIED", "E_STORAGE", "E_AUTH",
+         "E_LOCKED", "E_INTERNAL", "E_BUSY")
 ID_MAX = 0x7FFFFFFF
 _LF = b"\n"
+FLAT_ONLY_LINE = (b'{"id": null, "ok": false, "error": {"code": "E_BUSY", "msg": "during a '
+                  b'session only flat requests are read: one JSON object of integers, true, '
+                  b'false, null and ASCII strings without escapes"}}\n')
 BUSY_LINE = (b'{"id": null, "ok": false, "error": {"code": "E_BUSY", "msg": "no memory for '
              b'requests until the session ends; telemetry goes on"}}\n')
 
 
 class Protocol:
-    def __init__(self, handler, write, line_max=LINE_MAX):
-        """`handler(cmd, request_dict)` returns the reply's fields (a dict) or raises Reject;
-        `write(data)` sends one line (LF included; bytes-like, consumed before it returns)."""
+    def __init__(self, handler, write, line_max=LINE_MAX, names=(), write_n=None):
+        """`handler(cmd, request)` returns the reply's fields (a dict, or a reply object:
+        see answer()) or raises Reject; `request` is a dict, or a flatreq.FlatReq, and
+        `cmd` then the command's name when it is one of `names`, else None (the handler
+        quotes it from the request). `names`: every command and field name (str), for
+        the flat reader and the error lines. `write(data)` sends one line (LF included;
+        bytes-like, consumed before it returns); `write_n(buf, n)`, if given, sends
+        buf[0:n] (a preallocated reply line without making a view of it)."""
         self.handler = handler
         self.write = write
+        self.write_n = write_n
+        self.fields_per_poll = 0   # > 0: a long reply is written this many fields per
+        self._out = None           # resume() call (the one being written)
+        self._out_rid = None
+        self.rid = None            # the request parse() left for answer()
+        self.cmd = None
+        self.req = None
         self.line_max = line_max
-        self._buf = bytearray(line_max + 1)    # + the CR of a CRLF
+        names = tuple(names) + ("id", "cmd")
+        self.flat = FlatReq(names)
+        self.err = ErrorLine(names + CODES)
+        self.flat_only = False     # a session runs: lines that are not flat are not read
+        self._too_long = ('{"id": null, "ok": false, "error": {"code": "E_TOO_LONG", '
+                          '"msg": "line longer than %d bytes"}}\n' % line_max).encode()
+        self._buf = bytearray(line_max + 2)    # + the CR of a CRLF, + the byte scan reads
         self._n = 0
         self._long = False
         self.lines = 0          # lines answered
@@ -67,38 +99,46 @@ class Protocol:
                     self._long = True
                     self._n = 0
                 elif k:
-                    self._buf[n:n + k] = data[i:stop]
-                    self._n = n + k
+                    self._n = copy(self._buf, n, data, i, k)    # no slice: no garbage
             if j < 0:
                 return end
             i = j + 1
             done += 1
             if self._long:
                 self._long = False
-                self._error(None, "E_TOO_LONG", "line longer than %d bytes" % self.line_max)
+                self._const(self._too_long)
                 continue
             n = self._n
             self._n = 0
             if n and self._buf[n - 1] == 13:
                 n -= 1
             if n > self.line_max:
-                self._error(None, "E_TOO_LONG", "line longer than %d bytes" % self.line_max)
+                self._const(self._too_long)
                 continue
-            self.on_line(bytes(self._buf[:n]))
+            self.on_line(n)
         return i
 
     # ---- one line ---------------------------------------------------------------------
-    def handle_line(self, line):
-        """Answer one complete line (bytes without its LF): parse() then answer()."""
-        req = self.parse(line)
-        if req is not None:
-            self.answer(req[0], req[1], req[2])
+    def handle_line(self, n):
+        """Answer one complete line (the line buffer's first n bytes, no LF): parse() then
+        answer()."""
+        if self.parse(n):
+            self.answer()
 
-    def parse(self, line):
-        """The first half of a line's work: the envelope checks. (id, cmd, request dict),
-        or None when the line was refused (then it is answered already). A caller may
-        answer() in a later loop period: on an RP2040 parsing a short request takes
-        ~4 ms and answering `status` ~3 ms, together more than a period."""
+    def parse(self, n):
+        """The first half of a line's work (the line buffer's first n bytes): the
+        envelope checks. True when a request waits for answer() (in `rid`, `cmd`,
+        `req`); False when the line was refused (it is answered already). A caller may
+        answer() in a later loop period, before any more input is fed (a flat request is
+        read from the line buffer): on an RP2040 parsing a short request with jsonstrict
+        takes ~4 ms and answering `status` ~1 ms."""
+        fr = self.flat
+        if fr.scan(self._buf, n):
+            return self._parse_flat(fr)
+        if self.flat_only:
+            self._const(FLAT_ONLY_LINE)
+            return False
+        line = bytes(self._buf[:n])
         rid = None
         try:
             if not jsonstrict.utf8_ok(line):
@@ -121,15 +161,46 @@ class Protocol:
                 raise Reject("E_TYPE", "cmd must be a string")
         except Reject as e:
             self._error(rid, e.code, e.msg)
-            return None
-        return rid, cmd, req
+            return False
+        self.rid = rid
+        self.cmd = cmd
+        self.req = req
+        return True
 
-    def answer(self, rid, cmd, req):
+    def _parse_flat(self, fr):
+        """parse() for a flat request: the same checks, nothing allocated."""
+        rid = None
+        m = fr.m
+        i = fr.id_at
+        if i >= 0:
+            o = W * i
+            if m[o + 2] != INT or m[o + 3] < 0:     # 10 digits at most: never above ID_MAX
+                self._reply(None, self.err.begin("E_TYPE").text(
+                    b"id must be an integer 0..2147483647"))
+                return False
+            rid = m[o + 3]
+        i = fr.cmd_at
+        if i < 0:
+            self._reply(rid, self.err.begin("E_MISSING").text(b"missing field cmd"))
+            return False
+        if m[W * i + 2] != STR:
+            self._reply(rid, self.err.begin("E_TYPE").text(b"cmd must be a string"))
+            return False
+        self.rid = rid
+        self.cmd = fr.value(i)
+        self.req = fr
+        return True
+
+    def answer(self):
         """The second half: run the handler and send its reply (or its refusal). The
         handler returns a dict, or an object whose `line(rid)` is the whole reply line
-        (None: send its `as_dict()` instead; statusline.StatusReply)."""
+        (None: send its `as_dict()` instead; replyline.FieldReply) and whose `ok` says
+        whether it is a refusal (replyline.ErrorLine)."""
+        rid = self.rid
+        req = self.req
+        self.req = None
         try:
-            out = self.handler(cmd, req)
+            out = self.handler(self.cmd, req)
         except Reject as e:
             self._error(rid, e.code, e.msg)
             return
@@ -139,17 +210,64 @@ class Protocol:
             self.internal += 1    # a bug: answer it, count it, keep the loop alive
             self._error(rid, "E_INTERNAL", "internal error: " + type(e).__name__)
             return
-        if not isinstance(out, dict):     # a reply that writes its own line (statusline)
-            line = out.line(rid)
-            if line is not None:
-                self.lines += 1
-                self.event_raw(line)
-                return
-            out = out.as_dict()
+        if not isinstance(out, dict):     # a reply that writes its own line (replyline)
+            self._reply(rid, out)
+            return
         out["id"] = rid
         out["ok"] = True
         self.lines += 1
         self._send(out)
+
+    def _reply(self, rid, out):
+        """Send a reply object's line (replyline.FieldReply, ErrorLine): counted, and
+        refused when its `ok` is False. With `fields_per_poll` set, a reply that can be
+        written in steps is only begun here: resume() writes it, poll by poll."""
+        if out.steps and self.fields_per_poll:
+            out.begin(rid)
+            self._out = out
+            self._out_rid = rid
+            return
+        self._finish(out, rid, out.encode(rid))
+
+    def writing(self):
+        """True while a reply is being written in steps (call resume())."""
+        return self._out is not None
+
+    def resume(self):
+        """Write the next `fields_per_poll` fields of the reply being written; the line
+        goes out with its last field. True while fields remain."""
+        out = self._out
+        n = out.step(self.fields_per_poll)
+        if n == -2:
+            return True
+        self._out = None
+        self._finish(out, self._out_rid, n)
+        return False
+
+    def _finish(self, out, rid, n):
+        if n < 0:
+            d = out.as_dict()
+            d["id"] = rid
+            d["ok"] = True
+            self.lines += 1
+            self._send(d)
+            return
+        self.lines += 1
+        if not out.ok:
+            self.rejected += 1
+        try:
+            if self.write_n is not None:
+                self.write_n(out.buf, n)
+            else:
+                self.write(memoryview(out.buf)[:n])
+        except Exception:
+            self.write_errors += 1
+
+    def _const(self, line):
+        """A constant refusal line (id null)."""
+        self.lines += 1
+        self.rejected += 1
+        self.event_raw(line)
 
     def busy(self):
         """Answer the line being read with BUSY_LINE and drop the rest of it: the heap
@@ -162,6 +280,9 @@ class Protocol:
         self.event_raw(BUSY_LINE)
 
     def _error(self, rid, code, msg):
+        if plain(msg) and len(msg) < 200:
+            self._reply(rid, self.err.begin(code).text(msg))    # no dict, no json.dumps
+            return
         self.lines += 1
         self.rejected += 1
         self._send({"id": rid, "ok": False, "error": {"code": code, "msg": msg}})

@@ -26,6 +26,7 @@ import schema
 import storage
 from calibration import Calibration
 from schema import BOOL, CHOICE, DATE, INT, TEXT, Reject
+
 from treatment_log import TreatmentLog
 
 CAL_SPEC = (
@@ -53,8 +54,16 @@ def mode_limit_ua(name):
     return limits.CEILING_UA
 
 
+_CAP_FIELDS = {}
+for _n in profiles.NAMES:
+    _CAP_FIELDS[_n] = _n + "_max_ua"
+
+
 def cap_field(name):
-    return name + "_max_ua"
+    """The prescription's cap field of profile `name` (made once: adjust reads it while a
+    session runs, when nothing may be allocated)."""
+    f = _CAP_FIELDS.get(name)
+    return f if f is not None else name + "_max_ua"
 
 
 # prescription (format 2): the default session, the allowed profiles with their caps, the plan

@@ -108,3 +108,47 @@ def check(obj, spec, ignore=()):
         elif required:
             raise Reject("E_MISSING", "missing field " + name)
     return out
+
+
+def check_flat(fr, spec, err, ignore=("id", "cmd")):
+    """check() on a flat request (flatreq.FlatReq) with nothing allocated: None when it
+    passes (the fields are then read from `fr` itself: fr[name], fr.get(name, default)),
+    else `err` (replyline.ErrorLine) holding the refusal check() would raise, same code
+    and message. Kinds INT and BOOL only: a spec with others is read with check()."""
+    unknown = -1
+    for i in range(fr.count):
+        k = fr.name(i)
+        if k is not None:
+            if k in ignore:
+                continue
+            known = False
+            for f in spec:
+                if f[0] == k:
+                    known = True
+                    break
+            if known:
+                continue
+        if unknown < 0 or fr.key_less(i, unknown):
+            unknown = i
+    if unknown >= 0:
+        return err.begin("E_UNKNOWN_FIELD").text(b"unknown field ").quoted(
+            fr.buf, fr.key_start(unknown), fr.key_end(unknown))
+    for name, kind, lo, hi, required in spec:
+        i = fr.find(name)
+        if i < 0:
+            if required:
+                return err.begin("E_MISSING").text(b"missing field ").text(name)
+            continue
+        if kind == INT:
+            if not fr.is_int(i):
+                return err.begin("E_TYPE").text(name).text(b" must be an integer")
+            v = fr.value(i)
+            if v < lo or v > hi:
+                return err.begin("E_RANGE").text(name).text(b" ").num(v).text(
+                    b" outside ").num(lo).text(b"..").num(hi)
+        elif kind == BOOL:
+            if not fr.is_bool(i):
+                return err.begin("E_TYPE").text(name).text(b" must be true or false")
+        else:
+            raise ValueError("check_flat reads INT and BOOL fields only")
+    return None

@@ -115,7 +115,7 @@ except (ImportError, SyntaxError, NameError):  # the type checker knows no such 
     _fput = _put                     # no native emitter here: see viperput
     _fput_int = _put_int
 
-# for the other preallocated lines (statusline.py): put_bytes(buf, p, src, n) and
+# for the other preallocated lines (replyline.py): put_bytes(buf, p, src, n) and
 # put_int(buf, p, x) for |x| < 2**30, machine code where the port compiles it
 put_bytes = _fput
 put_int = _fput_int

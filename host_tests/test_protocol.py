@@ -126,7 +126,7 @@ def test_a_handler_bug_is_answered_and_counted():
 
     def handler(cmd, req):
         raise KeyError("bug")
-    p = Protocol(handler, out.append)
+    p = Protocol(handler, lambda b: out.append(bytes(b)))   # lines reuse a buffer
     p.feed(b'{"id":3,"cmd":"x"}\n{"cmd":"y"}\n')
     got = [json.loads(x) for x in out]
     assert [g["error"]["code"] for g in got] == ["E_INTERNAL", "E_INTERNAL"]
@@ -140,7 +140,7 @@ def test_a_heap_exhausted_while_answering_is_left_to_busy():
 
     def handler(cmd, req):
         raise MemoryError
-    p = Protocol(handler, out.append)
+    p = Protocol(handler, lambda b: out.append(bytes(b)))   # lines reuse a buffer
     with pytest.raises(MemoryError):
         p.feed(b'{"id":3,"cmd":"status"}\n')
     p.busy()

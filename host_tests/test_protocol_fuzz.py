@@ -8,7 +8,9 @@ from the strategies in fuzz_lines.py and a seeded Random that derives 8 cheap va
 of each (byte edits, JSON tokens, edge values, splices), so 100,000 lines fit in the
 time budget. For every line:
   * no exception escapes the protocol, and no reply is E_INTERNAL;
-  * exactly one reply comes back, carrying the line's id when it had a valid one;
+  * exactly one reply comes back, carrying the line's id when it had a valid one; during
+    a session a line that is not flat (flatreq.py) gets E_BUSY with id null instead, and
+    a flat line reads as jsonstrict reads it;
   * a refused line changes nothing: session, safety monitor, output, calibration in use,
     stored records (compared as data and as a write counter), telemetry, clock; except a
     wrong service code (E_AUTH), which only adds to the stored failure counter.
@@ -27,13 +29,16 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mp"))
 
 import jsonstrict  # noqa: E402
+from flatreq import FlatReq  # noqa: E402
 import session as sm  # noqa: E402
 from fuzz_lines import RX, derive, lines  # noqa: E402
 from protorig import Rig  # noqa: E402
 
 TARGET_LINES = 100000
 EXAMPLES = 600
-STATS = {"lines": 0, "stream": 0, "ok": 0, "codes": {}, "states": {}}
+STATS = {"lines": 0, "stream": 0, "ok": 0, "codes": {}, "states": {}, "flat": 0,
+         "flat_only_busy": 0}
+FLAT = FlatReq(())
 
 
 def _base_rigs():
@@ -82,6 +87,7 @@ BASE_NAMES = sorted(BASES)
 def check_line(rig, line, cuts):
     before = rig.snapshot()
     before_core = rig.snapshot(auth=False)
+    flat_only = rig.app.proto.flat_only
     rig.out[:] = []
     data = line + b"\n"
     prev = 0
@@ -111,6 +117,15 @@ def check_line(rig, line, cuts):
         req = jsonstrict.loads(body.decode("utf-8")) if len(body) <= 256 else None
     except ValueError:      # UnicodeDecodeError too
         req = None
+    flat = len(body) <= 256 and FLAT.scan(bytearray(body) + b"\0", len(body))
+    if flat:
+        STATS["flat"] += 1
+        assert FLAT.as_dict() == req, (line, FLAT.as_dict(), req)
+    if flat_only and not flat and len(body) <= 256:
+        assert r["error"]["code"] == "E_BUSY" and r["id"] is None, (line, r)
+        STATS["flat_only_busy"] += 1
+        STATS["lines"] += 1
+        return r
     rid = req.get("id") if isinstance(req, dict) else None
     if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 2 ** 31:
         assert r["id"] == rid, (line, r)
@@ -163,12 +178,14 @@ def test_fuzz_100k_lines():
     _fuzz()
     dt = time.monotonic() - t0
     print("protocol fuzz: %d generated lines one by one (+ %d again as cut streams) in %.1f s, "
-          "%d accepted; refusals %s; base states %s" % (
-              STATS["lines"], STATS["stream"], dt, STATS["ok"],
-              dict(sorted(STATS["codes"].items())), STATS["states"]))
+          "%d accepted, %d flat, %d not read in a session; refusals %s; base states %s" % (
+              STATS["lines"], STATS["stream"], dt, STATS["ok"], STATS["flat"],
+              STATS["flat_only_busy"], dict(sorted(STATS["codes"].items())),
+              STATS["states"]))
     assert STATS["lines"] >= TARGET_LINES
     # the generator reaches every refusal the protocol has (except storage/internal)
     for code in ("E_JSON", "E_UTF8", "E_TOO_LONG", "E_UNKNOWN_CMD", "E_UNKNOWN_FIELD",
                  "E_MISSING", "E_TYPE", "E_RANGE", "E_STATE", "E_DENIED"):
         assert STATS["codes"].get(code, 0) > 20, code
     assert STATS["ok"] > 1000
+    assert STATS["flat"] > 10000 and STATS["flat_only_busy"] > 1000

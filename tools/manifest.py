@@ -36,7 +36,7 @@ FORMAT = 1
 SOURCE_ONLY = ("main.py", "boot.py")    # a board runs these as source, never .mpy
 # viper (machine-code) modules: the board compiles them for its own CPU at import, so they
 # go as source even with mpy=True (mpy-cross would need each board's -march)
-NATIVE_SOURCE = ("viperput.py",)
+NATIVE_SOURCE = ("viperput.py", "flatscan.py")
 
 
 def firmware_version(path=VERSION_MODULE):

@@ -5,10 +5,11 @@
   (where the interpreter compiles viper: the unix port; the others use the twins);
 * the app's poll in TREAT with 50 Hz telemetry allocates nothing, not even the first line
   of each length (the old dict + json.dumps path left ~400 bytes per line);
-* the status reply written by statusline.StatusReply is the JSON of its fields (and
+* the status reply written by replyline.FieldReply is the JSON of its fields (and
   falls back to the dict when a value is unknown to it); on MicroPython, answering status
-  in TREAT allocates only the checked fields' dict and the line's view (one small block
-  each: 16 bytes on a 32-bit board, 32 on the 64-bit unix port);
+  from a dict request in TREAT allocates only the checked fields' dict (one small block:
+  16 bytes on a 32-bit board, 32 on the 64-bit unix port; from a flat request, nothing:
+  test_flat_requests_mp.py);
 * health.LoopHealth.probe_step finds a block that can really be allocated, no larger
   than the free heap, and stops (MicroPython only);
 * main.run with the heap locked around the step: an allocation inside the step faults
@@ -56,7 +57,7 @@ def test_viper_put_writes_what_its_bytecode_twins_write():
         assert a == b and bytes(a[2:2 + len(src)]) == src, (src, a, b)
 
 
-def test_status_line_is_the_json_of_its_fields_and_allocates_one_view():
+def test_status_line_is_the_json_of_its_fields_and_allocates_one_block():
     rig = Rig(skin_ohm=1000.0)
     rig.ok("start", target_ua=10000, duration_s=300)
     assert rig.until(sm.TREAT, 60)
@@ -82,10 +83,10 @@ def test_status_line_is_the_json_of_its_fields_and_allocates_one_view():
     req = {}
 
     def answer():
-        handle("status", req).line(3)
+        handle("status", req).encode(3)
     answer()
     a = mptest.allocated_by(answer)
-    assert a <= 64, a       # the checked fields' dict and the line's view: a block each
+    assert a <= 32, a       # the checked fields' dict: one block
 
 
 def test_poll_with_telemetry_leaves_no_garbage():

@@ -20,13 +20,18 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
              invalid UTF-8, over-long lines, served by an in-board reader in place of
              USB input; replies go to USB like any reply). Default 0.
     tel_hz   telemetry rate (default 10; 0 = off).
+    status_hz  a host asking `status` this many times a second (as make monitor does),
+             from an in-board reader like the flood's; default 0.
     treat_s  seconds of the first DC TREAT phase (default 120).
     locked   1: every period runs with the heap locked (micropython.heap_lock), step
              and poll, so a single byte allocated raises: the run then stops, prints the
              traceback and reports the state and the error ("alloc_error"). The only
-             polls let allocate are a session's end (its log record is built, then
-             written to flash), counted as "event_polls". Default 1 with a quiet host,
-             0 with a flood (parsing and answering a request allocates by design).
+             polls let allocate run outside a session: a session's end (its log record
+             is built, then written to flash) and, with a flood, the polls of IDLE, DONE
+             and FAULT (a request is then read the usual way: the collector is on);
+             they are counted as "event_polls". In a session, flood or not, every poll
+             runs locked: the requests a host sends then are read and answered in place
+             (flatreq.py). Default 1.
     soak_s   extra seconds of DC TREAT after it, for the heap figure (default 0; 180
              makes 5 minutes of treatment; treat_s + soak_s at most 320: 16-bit counts).
     phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, DONE, TREAT in
@@ -34,7 +39,7 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
 Output: one JSON line per state reached, starting {"bench": STATE, ...}, then one
 {"bench": "summary", ...}; other lines on the port (telemetry, replies) never carry
 "bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
-poll; 20 µs histogram bins, so percentiles are bin upper edges), period_p50/max (µs),
+poll; 20 µs histogram bins up to 3 ms, so percentiles are bin upper edges, or the maximum above 3 ms), period_p50/max (µs),
 late (health.LoopHealth late periods), overruns (safety monitor), locked (periods run
 with the heap locked: each of them allocated nothing), event_polls (a session's end).
 The summary: fault, worst period, late periods and overruns in all, collections,
@@ -63,18 +68,19 @@ import profiles
 import safety
 import session as sm
 
-CFG = {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 0, "phase_s": 5}
+CFG = {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 0, "phase_s": 5, "status_hz": 0}
 try:
     CFG.update(BENCH)  # noqa: F821 - set by the host through mpremote exec
 except NameError:
     pass
 if "locked" not in CFG:
-    CFG["locked"] = 0 if CFG["flood"] else 1
+    CFG["locked"] = 1
 
 _BIN = 20                 # µs per histogram bin
-_NB = 250                 # bins: up to 5 ms, above that the last bin (max kept apart)
-_PBIN = 50                # period histogram: 50 µs bins up to 12.5 ms
-_NPB = 250
+_NB = 150                 # bins: up to 3 ms, above that the last bin (a percentile that
+#                           falls there is reported as the maximum, kept apart)
+_PBIN = 50                # period histogram: 50 µs bins up to 8 ms
+_NPB = 160                # (small: the board's heap holds the firmware and this script)
 CLASSES = ("IDLE", "WAIT_CONTACT", "RAMP_UP", "TREAT_DC", "TREAT_PULSED", "TREAT_DOSE",
            "REVERSE", "RAMP_DOWN", "DONE", "PAUSED", "FAULT")
 _STATE_CLASS = (0, 1, 2, 3, 6, 7, 8, 9, 10)       # session state -> class (TREAT: by mode)
@@ -103,6 +109,25 @@ class Flood:
         return len(buf)
 
 
+class Paced:
+    """An input with one `status` request every `every` polls (in place of USB input)."""
+    LINE = b'{"id":7,"cmd":"status"}\n'
+
+    def __init__(self, every):
+        self.every = every
+        self.k = 0
+
+    def readinto(self, buf):
+        self.k += 1
+        if self.k < self.every:
+            return 0
+        self.k = 0
+        line = self.LINE
+        for i in range(len(line)):
+            buf[i] = line[i]
+        return len(line)
+
+
 class Timed:
     """The poll that main.run calls in the bench: times the step (from the controller's
     last tick) and the real poll, per state class. A class, not a closure: a closure over
@@ -112,6 +137,7 @@ class Timed:
         self.st = st
         self.app = app
         self.locked = CFG["locked"]
+        self.flood = CFG["flood"]
         self.ctrl = ctrl
         self.hl = hl
         self.saf = saf
@@ -134,8 +160,9 @@ class Timed:
         if self.locked:
             app = self.app
             rec = app.recorder
-            if (rec.running or rec.pending) and not app.session_active():
-                # a session's end: its record is built and written (allocates by design)
+            if (self.flood or rec.running or rec.pending) and not app.session_active():
+                # no session: a session's end (its record is built and written), or the
+                # flood's requests read the usual way (both allocate by design)
                 micropython.heap_unlock()
                 try:
                     self.real_poll()
@@ -244,6 +271,8 @@ def main_bench():
         app.profile_name = name
 
     flood = Flood() if CFG["flood"] else None
+    if flood is None and CFG["status_hz"]:
+        flood = Paced(1000000 // ctrl.period_us // CFG["status_hz"])
     if flood is not None:
         app._reader = flood
     app.set_telemetry(CFG["tel_hz"])
@@ -299,14 +328,15 @@ def sequence(ps, run_s, cmd, start, ses):
     run_s(1)
 
 
-def _pct(h, n, q, bin_us):
+def _pct(h, n, q, bin_us, top):
+    """The q-th percentile's bin upper edge; `top` (the maximum) in the overflow bin."""
     want = (n * q + 99) // 100
     acc = 0
-    for k in range(len(h)):
+    for k in range(len(h) - 1):
         acc += h[k]
         if acc >= want:
             return (k + 1) * bin_us
-    return len(h) * bin_us
+    return top
 
 
 def _largest(hl, feed):
@@ -325,11 +355,14 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
             continue
         print(json.dumps({
             "bench": CLASSES[c], "n": n,
-            "tick_p50": _pct(st.tick[c], n, 50, _BIN), "tick_p99": _pct(st.tick[c], n, 99, _BIN),
+            "tick_p50": _pct(st.tick[c], n, 50, _BIN, st.tmax[c]),
+            "tick_p99": _pct(st.tick[c], n, 99, _BIN, st.tmax[c]),
             "tick_max": st.tmax[c],
-            "poll_p50": _pct(st.poll[c], n, 50, _BIN), "poll_p99": _pct(st.poll[c], n, 99, _BIN),
+            "poll_p50": _pct(st.poll[c], n, 50, _BIN, st.pmax[c]),
+            "poll_p99": _pct(st.poll[c], n, 99, _BIN, st.pmax[c]),
             "poll_max": st.pmax[c],
-            "period_p50": _pct(st.per[c], n, 50, _PBIN), "period_max": st.permax[c],
+            "period_p50": _pct(st.per[c], n, 50, _PBIN, st.permax[c]),
+            "period_max": st.permax[c],
             "late": st.late[c], "overruns": st.over[c], "locked": st.locked[c],
             "event_polls": st.events[c]}))
     feed()
