@@ -610,4 +610,5 @@ def main(argv=None, opener=None, meter=None, reboot=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

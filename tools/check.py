@@ -96,13 +96,16 @@ def on_board_code():
 def resolve_port(port, vboard_name):
     from emulators import find_by_port
     from emulators.vboard import VirtualBoard
+    from tools import cli
     if port:
+        problem = cli.port_problem(port)
+        if problem:
+            raise Refused(problem)
         return port, find_by_port(port)
     vb = VirtualBoard(vboard_name)
     st = vb.state()
     if not st:
-        raise Refused("virtual board %s is not running: start it with `make sim` "
-                      "(or `make flash`), or give PORT=" % vboard_name)
+        raise Refused(cli.no_vboard_text(vboard_name))
     return st["port"], vb
 
 
@@ -232,4 +235,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

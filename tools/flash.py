@@ -135,14 +135,16 @@ def resolve_port(port, vboard_name, board, say):
     """(port, virtual board or None, board name). Starts the virtual board if needed."""
     from emulators import find_by_port
     from emulators.vboard import BoardError, VirtualBoard
+    from tools import cli
     if port:
+        problem = cli.port_problem(port)
+        if problem:
+            raise Refused(problem)
         vb = find_by_port(port)
         if vb is not None:
             board = board or vb.BOARD
         elif not board:
             raise Refused("give the board file for %s: BOARD=%s" % (port, "|".join(mf.boards())))
-        if (port.startswith("/dev/") and not os.path.exists(port)):
-            raise Refused("port %s does not exist" % port)
         return port, vb, board
     board = board or "sim"
     vb = VirtualBoard(vboard_name)
@@ -250,15 +252,23 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             args += ["fs", "cp", "-f", str(image.path(n)), ":" + n, "+"]
         args += ["fs", "cp", "-f", str(image.path(mf.MANIFEST_NAME)), ":" + mf.MANIFEST_NAME]
         index = {":" + n: i for i, n in enumerate(send, 1)}
+        copying = []            # the file mpremote is copying now (it says so first)
+
+        def copied():
+            """The file being copied is done (the next command began, or the call ended)."""
+            if copying:
+                dest = copying.pop()
+                n = dest[1:]
+                say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
+                                             _size(len(image.files[n]))))
 
         def progress(line):
             parts = line.split()
             if len(parts) == 3 and parts[0] == "cp":
+                copied()
                 dest = parts[2]
                 if dest in index:
-                    n = dest[1:]
-                    say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
-                                                 _size(len(image.files[n]))))
+                    copying.append(dest)
                 elif dest == ":" + mf.MANIFEST_NAME:
                     say("  manifest.json (firmware %s, git %s%s)" % (
                         mf.firmware_version(), image.revision[:12],
@@ -268,6 +278,8 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
 
         r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
                      on_line=progress, resume=True)
+        if r.ok:
+            copied()
         if not r.ok:
             fail("flash: FAILED while copying: %s" % r.reason())
             fail("flash: the board is incomplete (main.py was removed first, so it will not "
@@ -322,4 +334,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))
