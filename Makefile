@@ -15,7 +15,7 @@ TOOL_STATUS = { st=$$?; case $$st in 1) m="the job failed";; 2) m="no device, or
     130) m="interrupted";; *) m="see above";; esac; echo "make $@: exit status $$st ($$m)" >&2; exit $$st; }
 
 .PHONY: help venv node demo simulate test mpy-check test-frontend test-hil bench bench-pico soak mutants clean \
-        sim sim-stop pico pico-stop flash check demo-board monitor log calibrate
+        sim sim-stop pico pico-stop flash check demo-board monitor log calibrate provision
 
 help:
 	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
@@ -44,6 +44,8 @@ help:
 	@echo ""
 	@echo "A tool that fails makes make exit 2 (make's rule); its own status is printed:"
 	@echo "  1 the job failed, 2 no device / refused before anything changed, 130 interrupted."
+	@echo "make provision [PORT=...] CODE=... [RX=\"target_ua=12000 duration_s=900\"] [NEW_CODE=...]"
+	@echo "                     set the board's clock, write the prescription, change the technician code"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
 venv: $(STAMP)
@@ -159,6 +161,12 @@ calibrate: $(STAMP)
 	@$(if $(CODE),IONTO_SERVICE_CODE='$(CODE)') $(PY) -m tools.calibrate $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
 	    --meter $(or $(METER),$(if $(PORT),manual,sim)) $(if $(LOAD_OHM),--load-ohm $(LOAD_OHM)) \
 	    $(if $(VOLTS),--ask-volts) $(if $(TECH),--tech $(TECH)) --out $(OUT)/calibration \
+	    || $(TOOL_STATUS)
+
+# the patient's prescription, the board's clock, the technician code (docs/walkthrough.md)
+provision: $(STAMP)
+	@$(if $(CODE),IONTO_SERVICE_CODE='$(CODE)') $(PY) -m tools.provision $(if $(PORT),--port $(PORT)) \
+	    --vboard $(VBOARD) $(foreach f,$(RX),--rx $(f)) $(if $(NEW_CODE),--new-code '$(NEW_CODE)') \
 	    || $(TOOL_STATUS)
 
 # flash + check a virtual board of its own (VBOARD=demo), then a 5-minute treatment at 30x
