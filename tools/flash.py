@@ -16,7 +16,9 @@ re-reads the hashes to verify; (4) `mpremote reset` starts the new firmware. Wit
 changed, (2) and (3) are skipped: no file is sent.
 
 Exit status: 0 done; 1 the copy or the verification failed; 2 refused before anything
-was written (no such BOARD, the port does not answer, MicroPython too old, ...).
+was written (no such BOARD, the port does not answer, MicroPython too old, ...); 130
+interrupted (Ctrl-C: one line; during the copy it says to flash again).
+Progress: `[n/N] file` is printed once that file has been copied.
 """
 
 import argparse
@@ -31,6 +33,7 @@ from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
 
 PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
@@ -276,8 +279,14 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             elif len(parts) >= 2 and parts[0] == "rm":
                 say("  removed %s" % parts[1].lstrip(":"))
 
-        r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
-                     on_line=progress, resume=True)
+        try:
+            r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
+                         on_line=progress, resume=True)
+        except KeyboardInterrupt:
+            # one line (cli.entry's way), but this one says what state the board is in
+            fail("flash: interrupted during the copy: the board is incomplete (main.py was "
+                 "removed first, so it will not start); run the flash again")
+            return EXIT_INTERRUPTED
         if r.ok:
             copied()
         if not r.ok:
