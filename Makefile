@@ -10,8 +10,12 @@ SCENARIO ?= scenarios/demo.json
 NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(wildcard firmware/*.py boards/*.py)
 
+# a failed tool: say its own exit status (make itself always exits 2 on a failure)
+TOOL_STATUS = { st=$$?; case $$st in 1) m="the job failed";; 2) m="no device, or refused before anything changed";; \
+    130) m="interrupted";; *) m="see above";; esac; echo "make $@: exit status $$st ($$m)" >&2; exit $$st; }
+
 .PHONY: help venv node demo simulate test mpy-check test-frontend test-hil bench bench-pico soak mutants clean \
-        sim sim-stop pico pico-stop flash check demo-board monitor log calibrate
+        sim sim-stop pico pico-stop flash check demo-board monitor log calibrate provision
 
 help:
 	@echo "make demo            flash and check the virtual board, run a 5-min treatment on it at 30x; plot in $(OUT)/"
@@ -33,7 +37,15 @@ help:
 	@echo "make check [PORT=...]   versions, file hashes, calibration, on-board self test"
 	@echo "make monitor [PORT=...] [RECORD=file.csv] [PLOT=file.png]   live view of a running treatment"
 	@echo "make log [PORT=...] [CSV=file.csv] [PNG=file.png]   download the treatment log: table, adherence, CSV, plot"
-	@echo "make calibrate [PORT=...] [METER=manual|visa:RES|sim] [LOAD_OHM=1000] [TECH=id]   guided calibration, report in $(OUT)/calibration"
+	@echo "make calibrate [PORT=...] [METER=manual|visa:RES|sim] [LOAD_OHM=1000] [VOLTS=1] [TECH=id] [CODE=...]"
+	@echo "                     guided calibration, report in $(OUT)/calibration. CODE: the technician code"
+	@echo "                     (factory 000000: change it, docs/protocol.md); else \$$IONTO_SERVICE_CODE, else asked"
+	@echo "                     VOLTS=1: also type the voltage across the load resistor (manual meter)"
+	@echo ""
+	@echo "A tool that fails makes make exit 2 (make's rule); its own status is printed:"
+	@echo "  1 the job failed, 2 no device / refused before anything changed, 130 interrupted."
+	@echo "make provision [PORT=...] CODE=... [RX=\"target_ua=12000 duration_s=900\"] [NEW_CODE=...]"
+	@echo "                     set the board's clock, write the prescription, change the technician code"
 	@echo "make clean           remove $(VENV), node_modules, build and output files"
 
 venv: $(STAMP)
@@ -98,8 +110,11 @@ soak: $(STAMP)
 mutants: $(STAMP)
 	$(PY) -m tools.mutants
 
-# without PORT: the emulated Pico; with PORT: that board (BOARD names its board file)
+# without PORT: the emulated Pico; with PORT: that board (BOARD names its board file; an
+# emulated board's port needs none)
 test-hil: $(STAMP) $(NODE_STAMP)
+	@if [ -n "$(PORT)" ] && [ -z "$(BOARD)" ] && ! $(PY) -c 'import sys; from emulators import find_by_port; sys.exit(find_by_port(sys.argv[1]) is None)' "$(PORT)"; then \
+	    echo "make test-hil: PORT=$(PORT) is a real board: name its board file, e.g. make test-hil PORT=$(PORT) BOARD=pico (boards: pico, esp32)" >&2; exit 2; fi
 	PORT=$(PORT) BOARD=$(BOARD) $(PY) -m pytest -q -m hil
 
 clean:
@@ -125,26 +140,34 @@ pico-stop:
 
 flash: $(STAMP)
 	@$(PY) -m tools.flash $(if $(PORT),--port $(PORT)) $(if $(BOARD),--board $(BOARD)) \
-	    $(if $(MPY),--mpy) --vboard $(VBOARD)
+	    $(if $(MPY),--mpy) --vboard $(VBOARD) || $(TOOL_STATUS)
 
 check: $(STAMP)
-	@$(PY) -m tools.check $(if $(PORT),--port $(PORT)) --vboard $(VBOARD)
+	@$(PY) -m tools.check $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) || $(TOOL_STATUS)
 
 # technician tools (docs/tools.md); without PORT: the running virtual board VBOARD
 monitor: $(STAMP)
 	@$(PY) -m tools.monitor $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
-	    $(if $(RECORD),--record $(RECORD)) $(if $(PLOT),--plot $(PLOT))
+	    $(if $(RECORD),--record $(RECORD)) $(if $(PLOT),--plot $(PLOT)) || $(TOOL_STATUS)
 
 log: $(STAMP)
 	@$(PY) -m tools.logview $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
-	    $(if $(CSV),--csv $(CSV)) $(if $(PNG),--png $(PNG))
+	    $(if $(CSV),--csv $(CSV)) $(if $(PNG),--png $(PNG)) || $(TOOL_STATUS)
 
 # guided calibration (service mode). METER: manual (typed readings), visa:RESOURCE, or
-# sim (the virtual board's simulated meter: the default without PORT)
+# sim (the virtual board's simulated meter: the default without PORT). CODE: the
+# technician code, passed in the environment (not on a command line other users see)
 calibrate: $(STAMP)
-	@$(PY) -m tools.calibrate $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
+	@$(if $(CODE),IONTO_SERVICE_CODE='$(CODE)') $(PY) -m tools.calibrate $(if $(PORT),--port $(PORT)) --vboard $(VBOARD) \
 	    --meter $(or $(METER),$(if $(PORT),manual,sim)) $(if $(LOAD_OHM),--load-ohm $(LOAD_OHM)) \
-	    $(if $(TECH),--tech $(TECH)) --out $(OUT)/calibration
+	    $(if $(VOLTS),--ask-volts) $(if $(TECH),--tech $(TECH)) --out $(OUT)/calibration \
+	    || $(TOOL_STATUS)
+
+# the patient's prescription, the board's clock, the technician code (docs/walkthrough.md)
+provision: $(STAMP)
+	@$(if $(CODE),IONTO_SERVICE_CODE='$(CODE)') $(PY) -m tools.provision $(if $(PORT),--port $(PORT)) \
+	    --vboard $(VBOARD) $(foreach f,$(RX),--rx $(f)) $(if $(NEW_CODE),--new-code '$(NEW_CODE)') \
+	    || $(TOOL_STATUS)
 
 # flash + check a virtual board of its own (VBOARD=demo), then a 5-minute treatment at 30x
 # (about 15 s): dry skin first (compliance limited), skin resistance falls at 100 s, hands

@@ -1,6 +1,6 @@
 """Run scenarios into a column-addressable trace and judge it on the plant's truth.
 
-The invariants are the safety requirements of ARCHITECTURE §4 written as checks over a
+The invariants are the safety requirements of docs/requirements.md written as checks over a
 trace (tools/invariants.py: the existing ones and issue 12's delivery, no false fault
 and no jolt); they look at `true_ua` (the plant's current), never at what the firmware
 measured. They hold in every mode: in pulsed mode `true_ua` is the average over the step

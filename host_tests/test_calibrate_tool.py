@@ -78,6 +78,7 @@ def test_calibration_brings_the_treatment_error_under_half_a_percent(board, tmp_
     before = treatment_errors(board)
     assert max(abs(e) for e in before.values()) > 4.0, before   # the unit is off by ~5 %
     scpi = ScpiMeter(board.meter_path(), timeout=60).start()
+    load_before = board.load()
     try:
         r = run_tool("calibrate", "--vboard", board.name, "--meter", "visa:" + scpi.resource,
                      "--load-ohm", "1000", "--code", CODE, "--tech", "pytest", "--yes",
@@ -85,6 +86,9 @@ def test_calibration_brings_the_treatment_error_under_half_a_percent(board, tmp_
     finally:
         scpi.close()
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "calibration load in place" in r.stdout and "calibration load removed" in r.stdout
+    assert board.load() == load_before                   # the tool put the load back
+    assert "the firmware answers" in r.stdout            # reset: the watchdog is off again
     reports = sorted(p.name for p in tmp_path.iterdir())
     assert len(reports) == 2 and reports[0].endswith(".png") and reports[1].endswith(".txt")
     text = (tmp_path / reports[1]).read_text()
@@ -98,15 +102,33 @@ def test_calibration_brings_the_treatment_error_under_half_a_percent(board, tmp_
 
 
 def test_a_wrong_resistor_is_refused_and_nothing_is_written(board, tmp_path):
+    # --board-load: the board keeps its 1 kOhm; the technician says 1.2 kOhm
     cal_before = (board.flash / "data" / "cal.rec").read_bytes() \
         if (board.flash / "data" / "cal.rec").exists() else None
     r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
-                 "--load-ohm", "2200", "--code", CODE, "--yes", "--out", str(tmp_path))
+                 "--load-ohm", "1200", "--board-load", "--code", CODE, "--yes",
+                 "--out", str(tmp_path))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "wrong resistor" in r.stderr and "Traceback" not in r.stderr
+    assert "wrong resistor" in r.stderr and "not the 1200 ohm" in r.stderr
+    assert "Traceback" not in r.stderr and "watchdog" in r.stdout
     after = (board.flash / "data" / "cal.rec").read_bytes() \
         if (board.flash / "data" / "cal.rec").exists() else None
     assert after == cal_before
+
+
+def test_with_no_load_set_the_tool_brings_its_own(board, tmp_path):
+    # the board's hands are out and its skin is a polarizing one: make calibrate still works
+    board.set_load(contact=False, offset_v=2.0, nonlinear=True, skin_ohm=2000.0)
+    before = board.load()
+    r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
+                 "--code", CODE, "--yes", "--out", str(tmp_path))
+    after = board.load()
+    board.set_load(**RESISTOR)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert after == before                       # its load is back as it was
+    text = r.stdout
+    assert "calibration load in place (a 1000 ohm resistor" in text and "PASS" in \
+        "".join(p.read_text() for p in tmp_path.glob("*.txt"))
 
 
 def test_missing_port_exits_2_without_a_traceback():
@@ -171,7 +193,7 @@ def test_a_weak_source_is_refused_and_nothing_is_written(monkeypatch, tmp_path, 
     rc = calibrate.main(["--port", "rig", "--code", CODE, "--yes", "--out", str(tmp_path)],
                         opener=opener, meter=TruthMeter(rig))
     err = capsys.readouterr().err
-    assert rc == 1 and "fit refused, nothing written" in err, err
+    assert rc == 1 and "refused, nothing written" in err, err
     assert "reference output gain 0.700" in err
     assert rig.app.store.cal.data == before
 

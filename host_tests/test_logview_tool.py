@@ -152,7 +152,7 @@ def test_refusals_exit_2():
     assert rc == 2 and "does not answer as this firmware" in err
     err = io.StringIO()
     assert logview.main(["--port", "/dev/no-such-port-ionto"], err=err) == 2
-    assert "cannot open /dev/no-such-port-ionto" in err.getvalue()
+    assert "port /dev/no-such-port-ionto does not exist" in err.getvalue()
     err = io.StringIO()
     assert logview.main(["--since", "15.01.2026"], err=err) == 2
     assert "YYYY-MM-DD" in err.getvalue()
@@ -170,7 +170,7 @@ def test_help_has_examples(capsys):
 
 def test_command_line_exit_2_for_a_missing_port():
     r = cli_run("logview", "--port", "/dev/no-such-port-ionto", "--timeout", "1")
-    assert r.returncode == 2 and "error: cannot open /dev/no-such-port-ionto" in r.stderr
+    assert r.returncode == 2 and "error: port /dev/no-such-port-ionto does not exist" in r.stderr
     no_traceback(r.stdout, r.stderr)
 
 
@@ -210,7 +210,8 @@ def test_end_to_end_log_on_a_virtual_board(tmp_path):
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == 1 and rows[0]["end"] == "stopped" and rows[0]["target_ua"] == "8000"
-        assert rows[0]["epoch"] == "1"                   # dated: the time was set
+        # dated (the time was set): the epoch column holds the start in Unix seconds
+        assert rows[0]["epoch"] == rows[0]["start"] and int(rows[0]["epoch"]) > 1577836800
         assert_png(png, min_bytes=10000)
     finally:
         vb.stop()

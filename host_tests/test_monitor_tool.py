@@ -378,7 +378,7 @@ def test_a_silent_port_times_out_with_exit_2_in_virtual_time():
 def test_missing_port_and_no_virtual_board_exit_2():
     err = io.StringIO()
     assert monitor.main(["--port", "/dev/no-such-port-ionto"], err=err) == 2
-    assert "cannot open /dev/no-such-port-ionto" in err.getvalue()
+    assert "port /dev/no-such-port-ionto does not exist" in err.getvalue()
     err = io.StringIO()
     assert monitor.main(["--vboard", "no-such-board-ionto"], err=err) == 2
     assert "virtual board no-such-board-ionto is not running" in err.getvalue()
@@ -405,7 +405,7 @@ def cli_run(module, *args, timeout=60):
 
 def test_command_line_exit_2_for_a_missing_port_and_a_pty_nobody_answers_on():
     r = cli_run("monitor", "--port", "/dev/no-such-port-ionto")
-    assert r.returncode == 2 and "error: cannot open /dev/no-such-port-ionto" in r.stderr
+    assert r.returncode == 2 and "error: port /dev/no-such-port-ionto does not exist" in r.stderr
     no_traceback(r.stdout, r.stderr)
     master, slave = os.openpty()
     try:

@@ -1,4 +1,4 @@
-"""One scenario test per safety number of ARCHITECTURE §4, judged on the true current."""
+"""One scenario test per safety number of docs/requirements.md, judged on the true current."""
 
 import math
 

@@ -74,7 +74,7 @@ def derived(values=None):
     rail_max_v     V_RAIL * (1 + RAIL_TOL): LT8362 feedback reference +-1.5 % plus two
                    1 % feedback resistors, rounded up to 3 %.
     i_fault_max_ma the passive bound: rail_max / (R_E + R_LIM + R_SHUNT + R_on + R_LOAD_MIN),
-                   R_LOAD_MIN = 640 ohm (body hand to hand, ARCHITECTURE §5 low end):
+                   R_LOAD_MIN = 640 ohm (body hand to hand, docs/requirements.md, the plant model, low end):
                    a shorted output stage leaves only these resistances in the path.
     """
     v = VALUES if values is None else values
@@ -104,7 +104,7 @@ def derived(values=None):
     }
 
 
-R_LOAD_MIN_OHM = 640.0   # ohm, body hand to hand, low end (ARCHITECTURE §5 table)
+R_LOAD_MIN_OHM = 640.0   # ohm, body hand to hand, low end (docs/requirements.md, the plant model)
 RAIL_TOL = 0.03          # compliance supply tolerance (see derived(): rail_max_v)
 I_FAULT_BOUND_MA = 40.0  # stated single-fault bound (docs/frontend.md §4)
 

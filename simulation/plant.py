@@ -127,7 +127,7 @@ class Plant:
         f = self.faults
         on = self.enable or f.get("enable_stuck_on", False)
         if self.polarity != self._pol_seen:
-            # the offset's sign follows the drive (ARCHITECTURE §5): it depolarizes and
+            # the offset's sign follows the drive (docs/requirements.md, the plant model): it depolarizes and
             # builds up again against the new direction; the skin reads ~20 % higher
             self._pol_seen = self.polarity
             self._vpol = 0.0

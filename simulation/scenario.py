@@ -66,6 +66,8 @@ FAULTS = ("adc_stuck_low", "adc_stuck_high", "v_stuck_low", "v_stuck_high",
           "enable_stuck_on", "source_dead", "source_runaway", "clear")
 COMMANDS = ("start", "stop", "pause", "resume", "reset")
 TOP_KEYS = ("profile", "plant", "events", "end_s", "start_s", "seed", "clock_start_us")
+# what an event may hold (t_s, over_s and one action)
+EVENT_KEYS = ("t_s", "over_s", "contact", "short", "fault", "command") + RAMPED
 
 
 class ScenarioError(ValueError):
@@ -89,26 +91,37 @@ def _typed(key, value, spec):
     return value
 
 
+def _unknown(key, name, known):
+    """The error for an unknown key, naming the nearest known one where one is close
+    (difflib under CPython; MicroPython has none and just names the key)."""
+    try:
+        import difflib
+        near = difflib.get_close_matches(name, sorted(known), 1, 0.75)
+    except ImportError:
+        near = []
+    return ScenarioError(key, "unknown key" + (" (did you mean %s?)" % near[0] if near else ""))
+
+
 def validate(scn):
     """Return a normalised copy of scenario `scn` or raise ScenarioError."""
     if not isinstance(scn, dict):
         raise ScenarioError("scenario", "must be a JSON object")
     for k in scn:
         if k not in TOP_KEYS:
-            raise ScenarioError(k, "unknown key")
+            raise _unknown(k, k, TOP_KEYS)
     prof = scn.get("profile", {})
     if not isinstance(prof, dict):
         raise ScenarioError("profile", "must be an object")
     for k in prof:
         if k not in PROFILE_KEYS:
-            raise ScenarioError("profile." + k, "unknown key")
+            raise _unknown("profile." + k, k, PROFILE_KEYS)
         _typed("profile." + k, prof[k], PROFILE_KEYS[k])
     plant = scn.get("plant", {})
     if not isinstance(plant, dict):
         raise ScenarioError("plant", "must be an object")
     for k in plant:
         if k not in PLANT_KEYS:
-            raise ScenarioError("plant." + k, "unknown key")
+            raise _unknown("plant." + k, k, PLANT_KEYS)
         _typed("plant." + k, plant[k], PLANT_KEYS[k])
     end_s = _typed("end_s", scn.get("end_s", 0), ((int, float), 0.005, 7200.0)) \
         if "end_s" in scn else None
@@ -162,7 +175,7 @@ def _event(where, ev):
             if v not in COMMANDS:
                 raise ScenarioError(key, "unknown command (one of %s)" % ", ".join(COMMANDS))
         else:
-            raise ScenarioError(key, "unknown key")
+            raise _unknown(key, k, EVENT_KEYS)
     if acts != 1:
         raise ScenarioError(where, "needs exactly one action besides t_s/over_s")
     return ev

@@ -12,7 +12,11 @@ fitted, one per channel, and turned into the firmware's integer calibration
 
 A fit is refused (FitError) when a gain or offset is outside the firmware's plausible
 range (±25 % gain: a broken shunt, a wrong resistor, a meter on the wrong range) or a
-point's residual is above tolerance (a bad reading, an unstable load).
+point's residual is above tolerance. Then the points are fitted again without each one
+in turn: when leaving one out puts every other point within tolerance, that one is an
+outlier (a mistyped reading: 0.5 for 5) and FitError names it (`.point`, its index), so
+the technician can retype that point alone; when no single point explains it the
+channel is not a line (an unstable load, a non-linear channel) and `.point` is None.
 """
 
 ONE = 16384
@@ -23,7 +27,11 @@ TOL_UA = 20.0          # ... or this many µA / mV, whichever is larger
 
 
 class FitError(ValueError):
-    pass
+    """Why a fit is refused; `point`: the index of the one outlier to blame, or None."""
+
+    def __init__(self, msg, point=None):
+        ValueError.__init__(self, msg)
+        self.point = point
 
 
 class Point:
@@ -103,16 +111,46 @@ def fit(points, i_fs_ua, v_fs_mv, ref_fs_ua):
                   lambda code: (code - r_off) * ref_fs_ua * r_gain / (65536.0 * ONE))
     chans = {"current": cur, "voltage": vol, "reference": ref}
     for c in chans.values():
-        # judge the worst point relative to its tolerance (one bad reading pulls the line
-        # towards itself, so a neighbour may also be off; the worst is the one to blame)
-        ratios = [abs(r) / _tolerance(y) for r, y in zip(c.residuals, c.ys)]
+        ratios = _ratios(c.residuals, c.ys)
         k = max(range(len(ratios)), key=lambda j: ratios[j])
         if ratios[k] > 1.0:
-            r = c.residuals[k]
-            raise FitError("%s: point %d (%.0f %s) is off the line by %.1f %s (> %.1f): "
-                           "a bad reading or an unstable load; repeat the calibration"
-                           % (c.name, k + 1, c.ys[k], c.unit, r, c.unit, _tolerance(c.ys[k])))
+            _blame(c, points, k)
     return chans
+
+
+def _ratios(residuals, ys):
+    return [abs(r) / _tolerance(y) for r, y in zip(residuals, ys)]
+
+
+def _blame(c, points, worst):
+    """Raise the FitError for channel `c`: one outlier named when leaving it out puts the
+    others within tolerance (one bad reading pulls the line towards itself, so a
+    neighbour may be off too: the fit without the culprit tells which one it is)."""
+    n = len(c.xs)
+    best = None
+    if n >= 4:                  # three points must remain to judge a line by residuals
+        for j in range(n):
+            xs = [x for i, x in enumerate(c.xs) if i != j]
+            ys = [y for i, y in enumerate(c.ys) if i != j]
+            try:
+                a, b = line(xs, ys)
+            except FitError:
+                continue
+            worst_rest = max(abs(a * x + b - y) / _tolerance(y) for x, y in zip(xs, ys))
+            if worst_rest <= 1.0 and (best is None or worst_rest < best[1]):
+                best = (j, worst_rest, a * c.xs[j] + b)
+    if best is not None:
+        j, _, expect = best
+        p = points[j]
+        raise FitError("%s: point %d (%.1f mA nominal) reads %.0f %s where the other %d "
+                       "points put it at %.0f %s: a mistyped or bad reading at that point"
+                       % (c.name, j + 1, p.nominal_ua / 1000.0, c.ys[j], c.unit, n - 1,
+                          expect, c.unit), point=j)
+    r = c.residuals[worst]
+    raise FitError("%s: the points are not on a line (point %d is off by %.1f %s, more than "
+                   "%.1f, and no single point explains it): an unstable load or a "
+                   "non-linear channel; repeat the calibration"
+                   % (c.name, worst + 1, r, c.unit, _tolerance(c.ys[worst])))
 
 
 def calibration(chans):

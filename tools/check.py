@@ -6,11 +6,13 @@ Without --port the target is the running virtual board NAME (default "sim").
 Prints a pass/fail table; exit status 0 when every row passes, 1 when any fails,
 2 when the port does not answer (or the virtual board is not running).
 
-Two mpremote calls. The first reads the board's version, its manifest.json and the
+Two mpremote calls, then a reset. The first reads the board's version, its manifest.json and the
 sha256 of every file the manifest lists, and runs no firmware code. Only when every
 file matches does the second run firmware code: the calibration check and
 `selftest.run_board()` (firmware/selftest.py; it leaves the output off whatever
-happens). A board whose files do not match its manifest never runs its self test.
+happens). A board whose files do not match its manifest never runs its self test. At the
+end the board is reset and the check waits until its firmware answers (row `restart`), so
+it is left running the firmware, as after `make flash`.
 """
 
 import hashlib
@@ -20,7 +22,7 @@ import time
 
 from tools import manifest as mf
 from tools.flash import PROBE_TIMEOUT, Refused, parser, probe
-from tools.remote import RemoteError, exec_json, mpremote_argv
+from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,13 +98,16 @@ def on_board_code():
 def resolve_port(port, vboard_name):
     from emulators import find_by_port
     from emulators.vboard import VirtualBoard
+    from tools import cli
     if port:
+        problem = cli.port_problem(port)
+        if problem:
+            raise Refused(problem)
         return port, find_by_port(port)
     vb = VirtualBoard(vboard_name)
     st = vb.state()
     if not st:
-        raise Refused("virtual board %s is not running: start it with `make sim` "
-                      "(or `make flash`), or give PORT=" % vboard_name)
+        raise Refused(cli.no_vboard_text(vboard_name))
     return st["port"], vb
 
 
@@ -202,8 +207,22 @@ def check(port=None, vboard_name="sim", timeout_scale=1.0, probe_timeout=PROBE_T
     tests = res.get("selftest") or [["selftest", False, "no result"]]
     for name, passed, detail in tests:
         row("selftest " + name, PASS if passed else FAIL, detail)
+    restart(port, timeout_scale, row)
     failed = any(status == FAIL for _, status, _ in rows)
     return rows, EXIT_FAILED if failed else EXIT_OK
+
+
+def restart(port, timeout_scale, row):
+    """Leave the board running its firmware: the check's mpremote calls stopped main.py
+    and left the board at its REPL, where the next tool (monitor, calibrate) would get
+    its own words echoed back. A hard reset (as flash does), then wait for the protocol."""
+    from tools.flash import BOOT_TIMEOUT, _wait_firmware
+    r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True)
+    if not r.ok:
+        row("restart", FAIL, "the reset failed (%s): reset the board by hand" % r.reason())
+        return
+    said = _wait_firmware(port, BOOT_TIMEOUT * timeout_scale)
+    row("restart", PASS if "answers" in said else FAIL, said)
 
 
 def format_table(rows):
@@ -232,4 +251,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

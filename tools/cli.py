@@ -27,7 +27,13 @@ What it gives every tool, the same way:
 * Exit statuses: 0 done; 1 the job failed (the device refused, the link broke during the
   job); 2 no device: the port is missing, cannot be opened, does not answer, or does not
   run this firmware (also: a usage error, as argparse does); 130 interrupted (Ctrl-C).
-  Expected failures print one `error: ...` line on stderr, never a traceback.
+  Expected failures print one `error: ...` line on stderr, never a traceback. flash and
+  check use the same numbers (flash: 2 = refused before anything was written).
+* Port problems in the same words from every tool (`port_problem`): "PORT does not
+  exist", "PORT is busy", "permission denied on PORT"; a running virtual board is
+  suggested with its name (`no_vboard_text`).
+* `entry(main)`: what `python -m tools.X` runs. Ctrl-C anywhere prints one line
+  ("interrupted") and exits 130; a closed stdout (`... | head`) ends the tool quietly.
 
 `opener` (tests): a function (port, timeout) -> Client used instead of opening the port
 with pyserial, e.g. to talk to the firmware's app in-process in virtual time.
@@ -107,16 +113,71 @@ def resolve_port(port, vboard=DEFAULT_VBOARD):
     from emulators.vboard import VirtualBoard
     st = VirtualBoard(vboard).state()
     if not st:
-        raise NoDevice("no --port given and virtual board %s is not running: start it with "
-                       "`make sim` (and `make flash`), or give the device's port "
-                       "(PORT=/dev/ttyACM0)" % vboard)
+        raise NoDevice(no_vboard_text(vboard))
     return st["port"], "%s (virtual board %s)" % (st["port"], vboard)
+
+
+def no_vboard_text(vboard):
+    """The one sentence for 'no --port and the virtual board is not running'."""
+    named = "" if vboard == DEFAULT_VBOARD else " VBOARD=%s" % vboard
+    return ("no port given and virtual board %s is not running: start it with `make sim%s` "
+            "(and `make flash%s`), or give the device's port (PORT=/dev/ttyACM0)"
+            % (vboard, named, named))
+
+
+def port_problem(port):
+    """Why `port` (a device path) cannot be a board, in the words every tool uses, or None
+    when it may be one (URLs such as socket://... are not judged here)."""
+    import errno
+    import os
+    if not port or "://" in port or not (port.startswith("/dev/") or os.sep in port):
+        return None
+    if not os.path.exists(port):
+        return "port %s does not exist (is the board plugged in? `ls /dev/ttyACM*`)" % port
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            return "port %s is busy: another program has it open (close it and retry)" % port
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return ("permission denied on port %s: add yourself to its group (e.g. "
+                    "`sudo usermod -aG dialout $USER`, then log in again)" % port)
+        return "port %s cannot be opened: %s" % (port, e.strerror or e)
+    os.close(fd)
+    return None
+
+
+def entry(main, *args, **kw):
+    """Run a tool's main() as `python -m tools.X` does: Ctrl-C -> one line and 130, a
+    closed stdout (a pipe into `head`) -> quiet, never a traceback for either."""
+    try:
+        return main(*args, **kw)
+    except KeyboardInterrupt:
+        _say(sys.stderr, "interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_OK
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so the interpreter's final flush does not complain."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def open_client(port, timeout=DEFAULT_TIMEOUT, opener=None):
     """A Client on `port`; NoDevice when the port cannot be opened."""
     if opener is not None:
         return opener(port, timeout)
+    problem = port_problem(port)
+    if problem:
+        raise NoDevice(problem)
     from tools.client import Client
     try:
         import serial

@@ -16,7 +16,9 @@ re-reads the hashes to verify; (4) `mpremote reset` starts the new firmware. Wit
 changed, (2) and (3) are skipped: no file is sent.
 
 Exit status: 0 done; 1 the copy or the verification failed; 2 refused before anything
-was written (no such BOARD, the port does not answer, MicroPython too old, ...).
+was written (no such BOARD, the port does not answer, MicroPython too old, ...); 130
+interrupted (Ctrl-C: one line; during the copy it says to flash again).
+Progress: `[n/N] file` is printed once that file has been copied.
 """
 
 import argparse
@@ -31,6 +33,7 @@ from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
 
 PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
@@ -135,14 +138,16 @@ def resolve_port(port, vboard_name, board, say):
     """(port, virtual board or None, board name). Starts the virtual board if needed."""
     from emulators import find_by_port
     from emulators.vboard import BoardError, VirtualBoard
+    from tools import cli
     if port:
+        problem = cli.port_problem(port)
+        if problem:
+            raise Refused(problem)
         vb = find_by_port(port)
         if vb is not None:
             board = board or vb.BOARD
         elif not board:
             raise Refused("give the board file for %s: BOARD=%s" % (port, "|".join(mf.boards())))
-        if (port.startswith("/dev/") and not os.path.exists(port)):
-            raise Refused("port %s does not exist" % port)
         return port, vb, board
     board = board or "sim"
     vb = VirtualBoard(vboard_name)
@@ -250,15 +255,23 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             args += ["fs", "cp", "-f", str(image.path(n)), ":" + n, "+"]
         args += ["fs", "cp", "-f", str(image.path(mf.MANIFEST_NAME)), ":" + mf.MANIFEST_NAME]
         index = {":" + n: i for i, n in enumerate(send, 1)}
+        copying = []            # the file mpremote is copying now (it says so first)
+
+        def copied():
+            """The file being copied is done (the next command began, or the call ended)."""
+            if copying:
+                dest = copying.pop()
+                n = dest[1:]
+                say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
+                                             _size(len(image.files[n]))))
 
         def progress(line):
             parts = line.split()
             if len(parts) == 3 and parts[0] == "cp":
+                copied()
                 dest = parts[2]
                 if dest in index:
-                    n = dest[1:]
-                    say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
-                                                 _size(len(image.files[n]))))
+                    copying.append(dest)
                 elif dest == ":" + mf.MANIFEST_NAME:
                     say("  manifest.json (firmware %s, git %s%s)" % (
                         mf.firmware_version(), image.revision[:12],
@@ -266,8 +279,16 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             elif len(parts) >= 2 and parts[0] == "rm":
                 say("  removed %s" % parts[1].lstrip(":"))
 
-        r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
-                     on_line=progress, resume=True)
+        try:
+            r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
+                         on_line=progress, resume=True)
+        except KeyboardInterrupt:
+            # one line (cli.entry's way), but this one says what state the board is in
+            fail("flash: interrupted during the copy: the board is incomplete (main.py was "
+                 "removed first, so it will not start); run the flash again")
+            return EXIT_INTERRUPTED
+        if r.ok:
+            copied()
         if not r.ok:
             fail("flash: FAILED while copying: %s" % r.reason())
             fail("flash: the board is incomplete (main.py was removed first, so it will not "
@@ -322,4 +343,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

@@ -1,5 +1,5 @@
 """The session invariants, judged on the plant's truth: issue 12's delivery, no false
-fault and no jolt, and (d) the safety invariants that existed before (ARCHITECTURE §4).
+fault and no jolt, and (d) the safety invariants that existed before (docs/requirements.md, safety numbers).
 
 Each `measure_*` takes a trace (host_tests/harness.Trace or the soak runner's, with the
 per-step columns below) and returns `(worst, message)`: `worst` is the size of the worst
@@ -13,7 +13,7 @@ Per-step columns a trace must offer (`trace.col(name)` or attributes):
     trace.goal[k]         the session's target, µA (set_target moves it)
 
 The numbers and their sources:
-- DELIVERY_PCT 97: ARCHITECTURE §4 "Delivery" / issue 12 (a).
+- DELIVERY_PCT 97: docs/requirements.md "Delivery is judged on the truth" / issue 12 (a).
 - RECOVERY_S 1.0: our stated recovery time after a fall of what the rail allows (issue
   12 allows at most 3 s). The soak and property runs hold it; the shortest value that
   would still hold was not measured.
@@ -234,7 +234,7 @@ def check_no_fault(trace):
     assert worst == 0, "false fault: " + where
 
 
-# ---- (d) the invariants that existed before issue 12 (ARCHITECTURE §4) ---------------
+# ---- (d) the invariants that existed before issue 12 (docs/requirements.md, safety numbers) ---------------
 def check_trip_ceiling(trace, profile, slack_ua=0.0):
     """True current never above min(prescription x 1.1, 30 mA)."""
     trip = limits.trip_level_ua(profile.target_ua)

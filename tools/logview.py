@@ -144,6 +144,9 @@ def parse_date(text):
 
 
 def write_csv(records, path):
+    """One row per record. `epoch` holds the start as Unix seconds (empty for a record
+    from a board whose clock was not set); `start` is the protocol's raw value (Unix
+    seconds, or seconds since that boot); `start_utc` the dated start as text."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     # the protocol's fields first, then any a newer firmware adds
@@ -154,7 +157,13 @@ def write_csv(records, path):
         for r in records:
             w.writerow((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["start"]))
                         if r.get("epoch") else "",)
-                       + tuple(_csv(r.get(k)) for k in fields))
+                       + tuple(_csv(_epoch(r) if k == "epoch" else r.get(k)) for k in fields))
+
+
+def _epoch(r):
+    """The record's start as Unix seconds, or None when its board's clock was not set
+    (the protocol's `epoch` is the flag that says which)."""
+    return r.get("start") if r.get("epoch") else None
 
 
 def _csv(v):
@@ -352,4 +361,5 @@ def main(argv=None, opener=None, out=None, err=None, now=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

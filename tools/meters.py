@@ -20,31 +20,46 @@ class MeterError(Exception):
 
 
 class ManualMeter:
-    """The technician reads the bench meter and types the value (mA)."""
+    """The technician reads the bench meter and types the value (mA), and with
+    `volts=True` also the voltage across the load resistor (V). A sign is kept (a
+    negative reading means swapped leads, which the calibration names); what is not a
+    number or is beyond any plausible reading is asked again at once. `typed`: the
+    calibration may ask for a flagged reading again (tools/calibrate.py)."""
 
-    def __init__(self, ask=input, say=print):
+    typed = True
+
+    def __init__(self, ask=input, say=print, volts=False):
         self._ask = ask
         self._say = say
+        self.volts = volts
 
     def describe(self):
         return "manual"
 
-    def read(self, nominal_ua):
+    def _number(self, prompt, limit, unit, hint):
         while True:
-            text = self._ask("  meter reading in mA (nominal %.1f mA), or q to abort: "
-                             % (nominal_ua / 1000.0)).strip()
+            text = self._ask(prompt).strip()
             if text.lower() in ("q", "quit"):
                 raise KeyboardInterrupt
             try:
-                ma = float(text.replace(",", "."))
+                v = float(text.replace(",", "."))
             except ValueError:
                 self._say("  not a number: %r" % text)
                 continue
-            if not 0.0 <= ma <= 40.0:
-                self._say("  %.3f mA is not plausible (0..40 mA): meter on the right range?"
-                          % ma)
+            if not -limit <= v <= limit or v != v:
+                self._say("  %s %s is not plausible (-%g..%g %s): %s"
+                          % (text, unit, limit, limit, unit, hint))
                 continue
-            return ma * 1000.0, None
+            return v
+
+    def read(self, nominal_ua):
+        ma = self._number("  meter reading in mA (nominal %.1f mA), or q to abort: "
+                          % (nominal_ua / 1000.0), 40.0, "mA", "meter on the right range?")
+        mv = None
+        if self.volts:
+            mv = 1000.0 * self._number("  voltage across the load resistor in V, or q to "
+                                       "abort: ", 100.0, "V", "meter on the V range?")
+        return ma * 1000.0, mv
 
 
 class SimMeter:
@@ -116,10 +131,11 @@ class VisaMeter:
             pass
 
 
-def open_meter(spec, sim_path=None):
-    """A meter from its spec string (see the module docstring)."""
+def open_meter(spec, sim_path=None, volts=False):
+    """A meter from its spec string (see the module docstring); `volts`: the manual meter
+    also asks for the voltage across the load."""
     if spec == "manual":
-        return ManualMeter()
+        return ManualMeter(volts=volts)
     if spec == "sim" or spec.startswith("sim:"):
         if sim_path is None:
             raise MeterError("--meter sim needs the virtual board's meter file")

@@ -233,9 +233,18 @@ def _iso(t):
 
 # ---- the run ----------------------------------------------------------------------------------
 
+def _elapsed(view, host_s):
+    """Seconds watched in the time base of the `t` column: the device's clock once its
+    telemetry has come (a virtual board runs time-compressed), else the host's."""
+    if view.t0_ms is not None and _num(view.tel.get("ms")) is not None:
+        return (view.tel["ms"] - view.t0_ms) / 1000.0
+    return host_s
+
+
 def monitor(dev, ident, label, out, hz=10, duration=None, follow=False, record=None,
             plot=None, tty=None, wall=time.time, err=None):
-    """Watch the device until the session ends (or `duration` clock seconds, or Ctrl-C).
+    """Watch the device until the session ends (or `duration` seconds of the device's
+    clock, the `t` shown; or Ctrl-C).
     Returns (exit status, Recorder)."""
     err = err or sys.stderr
     clock = dev.clock
@@ -307,7 +316,7 @@ def monitor(dev, ident, label, out, hz=10, duration=None, follow=False, record=N
                 else:
                     reason = ended
                     break
-            if duration is not None and now - t_start >= duration:
+            if duration is not None and _elapsed(view, now - t_start) >= duration:
                 reason = "--duration %g s reached" % duration
                 break
     except KeyboardInterrupt:
@@ -474,7 +483,9 @@ def build_parser():
     ap.add_argument("--hz", type=int, default=10, choices=range(1, 51), metavar="N",
                     help="telemetry lines per second, 1..50 (default 10)")
     ap.add_argument("--duration", type=float, metavar="S",
-                    help="stop after S seconds (default: when the session ends)")
+                    help="stop after S seconds of the device's clock, the time base of the "
+                    "t column (a virtual board's is compressed); default: when the session "
+                    "ends")
     ap.add_argument("--follow", action="store_true",
                     help="keep watching after a session ends (stop with Ctrl-C)")
     ap.add_argument("--replot", metavar="FILE.csv",
@@ -514,4 +525,5 @@ def _replot(ns, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

@@ -194,10 +194,10 @@ def main(argv=None, stdout=None, stderr=None):
     total = int(end_s * per_s + 0.5)
     seed = scn.get("seed", 1)
     name = os.path.splitext(os.path.basename(a.scenario))[0]
-    if not a.quiet:
-        raw_events = raw.get("events", []) if isinstance(raw, dict) else []
-        for w in _warnings(dict(scn, _raw_events=raw_events), end_s):
-            print("warning: " + w, file=stderr)
+    # warnings are printed even with --quiet (it silences progress and the summary)
+    raw_events = raw.get("events", []) if isinstance(raw, dict) else []
+    for w in _warnings(dict(scn, _raw_events=raw_events), end_s):
+        print("warning: " + w, file=stderr)
 
     columns = scenario.TRACE_COLUMNS
     acc = summ_mod.Summary(columns, dt_s, profile.target_ua)
@@ -313,4 +313,5 @@ def main(argv=None, stdout=None, stderr=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))

@@ -34,6 +34,17 @@ def _describe(vb, st):
                                                   vb.state_dir / "daemon.log")
 
 
+def mpremote_command():
+    """How to run mpremote from this shell: the one next to this Python (the project's
+    .venv/bin/mpremote, relative when it is under the current folder)."""
+    import os
+    exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if not os.path.exists(exe):
+        return "%s -m mpremote" % sys.executable
+    rel = os.path.relpath(exe)
+    return rel if not rel.startswith("..") else exe
+
+
 def cmd_start(ns):
     vb = VirtualBoard(ns.name)
     was = vb.state()
@@ -48,8 +59,8 @@ def cmd_start(ns):
         print(st["port"])
     else:
         print(("already running: " if was else "") + _describe(vb, st))
-        print("  mpremote connect %s      (stop: make sim-stop%s)"
-              % (st["port"], "" if ns.name == "sim" else " VBOARD=" + ns.name))
+        print("  %s connect %s      (stop: make sim-stop%s)"
+              % (mpremote_command(), st["port"], "" if ns.name == "sim" else " VBOARD=" + ns.name))
     return 0
 
 
@@ -167,4 +178,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.cli import entry
+    sys.exit(entry(main))
