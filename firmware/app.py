@@ -10,7 +10,7 @@ never hold the loop for long. Per call it does, in this order:
      output stream reports it is not writable); a poll that sent one does nothing more;
   5. input, one stage per poll (on an RP2040 each stage of a flat request takes about
      1 ms, the whole of one several): a long reply being written goes on
-     (FIELDS_PER_POLL fields: `status` takes three polls); else a parsed request is
+     (FIELDS_PER_POLL fields: `status` takes four polls); else a parsed request is
      answered; else, right after an answer, nothing: that poll collects the garbage if
      the heap is getting low (MicroPython) and no session runs, so a collection never
      adds to the cost of a line; else at most READ_MAX bytes are read from the host and
@@ -52,7 +52,8 @@ from recorder import Recorder
 from telemetry import TelLine
 
 READ_MAX = 64
-FIELDS_PER_POLL = 12   # a long reply's fields written per poll (status: 36 in 3 polls)
+FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
+#                        each ~0.5 ms on an RP2040)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
 _LOG_RETRY_MS = 1000
 _USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)

@@ -29,7 +29,7 @@ False, so the protocol counts it as refused.
 """
 
 import telemetry
-from telemetry import put_bytes, put_int
+from telemetry import put_bytes, put_int, put_kint, put_kv
 
 import flatreq
 
@@ -115,14 +115,22 @@ class FieldReply:
             k = enc[i]
             if p + len(k) > end:
                 return -1
-            p = put_bytes(buf, p, k, len(k))
-            if isinstance(v, str):
+            # one machine-code call per field (each call costs ~25 µs on an RP2040)
+            if v is None:
+                p = put_kv(buf, p, k, len(k), _NULL, 4)
+            elif v is True:
+                p = put_kv(buf, p, k, len(k), _TRUE, 4)
+            elif v is False:
+                p = put_kv(buf, p, k, len(k), _FALSE, 5)
+            elif isinstance(v, str):
                 q = names.get(v)
                 if q is None:
                     return -1
-                p = put_bytes(buf, p, q, len(q))
+                p = put_kv(buf, p, k, len(k), q, len(q))
+            elif isinstance(v, int) and -_SMALL <= v <= _SMALL:
+                p = put_kint(buf, p, k, len(k), v)
             else:
-                p = _put_value(buf, p, v)
+                p = _put_value(buf, put_bytes(buf, p, k, len(k)), v)
                 if p < 0:
                     return -1
             i += 1

@@ -107,15 +107,31 @@ def _put_int(buf, p, x):
     return end
 
 
+def _put_kv(buf, p, k, kn, v, vn):
+    """viperput.put_kv's bytecode twin."""
+    return _put(buf, _put(buf, p, k, kn), v, vn)
+
+
+def _put_kint(buf, p, k, kn, x):
+    """viperput.put_kint's bytecode twin."""
+    return _put_int(buf, _put(buf, p, k, kn), x)
+
+
 try:
     import viperput                  # machine code (viper); its parameters are typed ptr8,
     _fput = getattr(viperput, "put")          # which the viper compiler makes of the
     _fput_int = getattr(viperput, "put_int")  # bytearray and bytes passed in (getattr:
+    _fput_kv = getattr(viperput, "put_kv")
+    _fput_kint = getattr(viperput, "put_kint")
 except (ImportError, SyntaxError, NameError):  # the type checker knows no such cast)
     _fput = _put                     # no native emitter here: see viperput
     _fput_int = _put_int
+    _fput_kv = _put_kv
+    _fput_kint = _put_kint
 
 # for the other preallocated lines (replyline.py): put_bytes(buf, p, src, n) and
 # put_int(buf, p, x) for |x| < 2**30, machine code where the port compiles it
 put_bytes = _fput
 put_int = _fput_int
+put_kv = _fput_kv
+put_kint = _fput_kint

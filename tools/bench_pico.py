@@ -5,7 +5,9 @@ state, and the flash / check times, measured on the real MicroPython rp2 image i
 
 Starts a fresh emulated Pico (build/vpico/bench), flashes it from this checkout (timed),
 re-flashes it unchanged (timed: must send nothing), checks it (timed), provisions it as a
-technician would (emulators/vpico/provision.py), puts the hands in (the plant on its
+technician would (emulators/vpico/provision.py; flashed as .mpy, MPY=1: compiled on the
+host, the firmware's imports leave the board's heap far less fragmented, and the
+benchmark script itself needs room beside the firmware), puts the hands in (the plant on its
 pins), then runs the on-board loop benchmark tools/pico_bench/bench.py through mpremote:
 main.run's loop with boards/pico.py, telemetry at 10 Hz, through every state, once
 quietly and once with a host flooding the input, and once with 5 minutes of treatment
@@ -132,13 +134,13 @@ def main(argv=None):
                 return 1
             port = st["port"]
             print("  boot to USB enumerated: %.1f s wall" % (time.monotonic() - t0))
-            r, t = _tool("flash", "--port", port, "--board", "pico")
+            r, t = _tool("flash", "--port", port, "--board", "pico", "--mpy")
             if r.returncode:
                 print(r.stdout + r.stderr, file=sys.stderr)
                 return 1
             print("  flash from a fresh clone: %.1f s wall (%s)" % (
                 t, next((ln.strip() for ln in r.stdout.splitlines() if "verified" in ln), "")))
-            r, t = _tool("flash", "--port", port, "--board", "pico")
+            r, t = _tool("flash", "--port", port, "--board", "pico", "--mpy")
             sent = "nothing sent" in r.stdout
             print("  re-flash, nothing changed: %.1f s wall, %s" % (
                 t, "no file sent" if sent else "FILES SENT (goal: none)"))

@@ -55,6 +55,16 @@ def test_viper_put_writes_what_its_bytecode_twins_write():
         b = bytearray(b"#" * 24)
         assert telemetry._fput(a, 2, src, len(src)) == telemetry._put(b, 2, src, len(src))
         assert a == b and bytes(a[2:2 + len(src)]) == src, (src, a, b)
+    for k, v, x in ((b',"state":', b'"TREAT"', 0), (b"", b"null", -123), (b',"a":', b"", 2 ** 30 - 1)):
+        a = bytearray(b"#" * 40)
+        b = bytearray(b"#" * 40)
+        assert telemetry._fput_kv(a, 1, k, len(k), v, len(v)) == \
+            telemetry._put_kv(b, 1, k, len(k), v, len(v))
+        assert a == b and bytes(a[1:1 + len(k) + len(v)]) == k + v, (k, v, a)
+        a = bytearray(b"#" * 40)
+        b = bytearray(b"#" * 40)
+        assert telemetry._fput_kint(a, 1, k, len(k), x) == telemetry._put_kint(b, 1, k, len(k), x)
+        assert a == b and bytes(a[1:1 + len(k)]) == k, (k, x, a)
 
 
 def test_status_line_is_the_json_of_its_fields_and_allocates_one_block():
