@@ -12,8 +12,8 @@ never hold the loop for long. Per call it does, in this order:
      1 ms, the whole of one several): a long reply being written goes on
      (FIELDS_PER_POLL fields: `status` takes four polls); else a parsed request is
      answered; else, right after an answer, nothing: that poll collects the garbage if
-     the heap is getting low (MicroPython) and no session runs, so a collection never
-     adds to the cost of a line; else at most READ_MAX bytes are read from the host and
+     the heap is getting low (MicroPython; asked at most every GC_CHECK_MS) and no
+     session runs, so a collection never adds to the cost of a line; else at most READ_MAX bytes are read from the host and
      at most ONE line parsed.
 So a flood of input costs at most one short read and one reply per three loop periods;
 the rest waits in the host's and the USB stack's buffers (flow control).
@@ -55,6 +55,7 @@ READ_MAX = 64
 FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
 #                        each ~0.5 ms on an RP2040)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
+GC_CHECK_MS = 1000     # ...asked at most this often (gc.mem_free: ~8.6 ms on an RP2040)
 _LOG_RETRY_MS = 1000
 _USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)
 
@@ -119,6 +120,7 @@ class App:
         self.proto.on_line = self._parse_line
         self.proto.fields_per_poll = FIELDS_PER_POLL
         self.collections = 0
+        self._gc_checked = -GC_CHECK_MS
         self._session_gc_off = session_gc_off
         try:
             import gc
@@ -207,9 +209,12 @@ class App:
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
             gc = self._gc
-            if gc is not None and not active and gc.mem_free() < GC_LOW:
-                gc.collect()
-                self.collections += 1
+            now = clock.uptime_ms()
+            if gc is not None and not active and now - self._gc_checked >= GC_CHECK_MS:
+                self._gc_checked = now
+                if gc.mem_free() < GC_LOW:
+                    gc.collect()
+                    self.collections += 1
             return
         if self._rpos >= self._rend:
             n = 0 if self._reader is None else self._reader.readinto(self._rbuf)

@@ -262,7 +262,7 @@ class Commands:
         d["loop_worst_us"] = h.worst_us
         d["loop_late"] = h.late
         d["overruns"] = ctrl.safety.overruns
-        d["heap_free"] = h.free_now(app.session_active())
+        d["heap_free"] = h.free_now(app.session_active(), now)
         d["heap_largest"] = h.largest
         d["heap_largest_s"] = h.largest_ms // 1000 if h.largest_ms >= 0 else -1
         return self._status

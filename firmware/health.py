@@ -23,6 +23,7 @@ from micropython import const
 
 LATE_SLACK_US = const(500)       # a tenth of the 5 ms control period
 PROBE_EVERY_MS = const(10000)
+FREE_EVERY_MS = const(1000)      # free_now measures at most this often (8.6 ms a call)
 _GRAIN = const(64)
 
 
@@ -33,17 +34,21 @@ class LoopHealth:
         self.largest = -1        # bytes; -1 = not measured yet
         self.largest_ms = -1     # uptime ms of that measurement
         self.free = -1           # bytes free when last measured (free_now)
+        self.free_ms = -1        # uptime ms of that measurement
         self.wanted = False      # set by `status`: search the largest block when idle
         self._try = 0            # next size to try; 0 = no search under way
         self._gc = gc_module()
 
-    def free_now(self, session):
-        """The free heap: measured now between sessions; during a session the value
-        measured before it (gc.mem_free scans the whole allocation table, ~8.6 ms on an
-        RP2040: with a request's other work it would stretch a period past the safety
-        monitor's overrun limit while current flows). -1 where unknown (CPython)."""
-        if not session:
+    def free_now(self, session, now_ms):
+        """The free heap: between sessions measured at most every FREE_EVERY_MS (`now_ms`:
+        uptime), during a session the value measured before it (gc.mem_free scans the
+        whole allocation table, ~8.6 ms on an RP2040: with a request's other work it
+        would stretch a period past the safety monitor's overrun limit while current
+        flows, and a host asking status in a loop would stretch every other period).
+        -1 where unknown (CPython)."""
+        if not session and (self.free_ms < 0 or now_ms - self.free_ms >= FREE_EVERY_MS):
             self.free = heap_free()
+            self.free_ms = now_ms
         return self.free
 
     def probe_step(self, now_ms):
