@@ -66,6 +66,7 @@ class LiftDetector:
         self._f = 0              # filtered load, Ω x 256
         self._fi = 0             # filtered current, µA
         self._n = 0
+        self._backs = 0          # probe cycles in a row that saw the area back
         self.density_pm = 0      # the last estimate: per mille of full immersion at target
         self.area_pm = 1000      # the last estimate of the least-wetted area, per mille
 
@@ -131,9 +132,13 @@ class LiftDetector:
         return d >= LIFT_DENSITY_PM
 
     def area_back(self, r_probe, r_ref):
-        """After a lift pause: the contact probe's load r_probe (Ω) against its value
-        when the hands were last confirmed in (r_ref) says the area is back."""
-        if r_probe <= 0 or r_ref <= 0:
-            return False
-        rho = r_probe * 1000 // r_ref if r_probe < 8 * r_ref else _RHO_MAX
-        return _inv_area_pm(rho, self._base_ohm or r_ref) <= LIFT_BACK_PM
+        """After a lift pause, once per probe cycle: True when the contact probe's load
+        r_probe (Ω), against its value when the hands were last confirmed in (r_ref),
+        said the area is back on two cycles in a row (a hand moving during one cycle
+        reads low: its two levels see two different areas)."""
+        ok = r_probe > 0 and r_ref > 0 and _inv_area_pm(
+            r_probe * 1000 // r_ref if r_probe < 8 * r_ref else _RHO_MAX,
+            self._base_ohm or r_ref) <= LIFT_BACK_PM
+        n = self._backs + 1 if ok else 0
+        self._backs = n
+        return n >= 2
