@@ -33,7 +33,7 @@ _Q = const(8)            # R kept in Ω x 256
 _FILT = const(4)         # the load filter: 1/16 per step (80 ms at 5 ms)
 _CREEP_EVERY = const(64)  # the baseline creeps up once per 64 steps (0.32 s) ...
 _CREEP = const(8)        # ... by 1/256 of the gap: time constant ~82 s
-_RHO_MAX = const(4000)   # rho clamped at 4x (keeps every product a small int)
+_RHO_MAX = const(16000)  # rho clamped at 16x (keeps every product a small int)
 _I_MAX_PM = const(4000)  # I / target clamped at 4x
 
 
@@ -137,7 +137,7 @@ class LiftDetector:
         said the area is back on two cycles in a row (a hand moving during one cycle
         reads low: its two levels see two different areas)."""
         ok = r_probe > 0 and r_ref > 0 and _inv_area_pm(
-            r_probe * 1000 // r_ref if r_probe < 8 * r_ref else _RHO_MAX,
+            r_probe * 1000 // r_ref if r_probe < 16 * r_ref else _RHO_MAX,
             self._base_ohm or r_ref) <= LIFT_BACK_PM
         n = self._backs + 1 if ok else 0
         self._backs = n

@@ -121,6 +121,7 @@ def test_resume_only_once_the_area_is_back():
 
 # ---- a subset of the grid and of the benign list (tools/bench_density: the tables) -----------
 GRID_SUBSET = [("hands", 0.5, 0.1, 500, 770, 500), ("hands", 30, 0.25, 500, 770, 500),
+               ("feet", 0.5, 0.1, 3000, 640, 500),     # compliance limited: rho past 4x
                ("hands", 5, 0.5, 6000, 640, 10), ("feet", 30, 0.1, 500, 770, 500),
                ("feet", 2, 0.2, 3000, 700, 100), ("feet", 10, 1 / 3.0, 1500, 640, 500)]
 

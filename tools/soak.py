@@ -120,7 +120,12 @@ INVARIANTS = (
 )
 
 COVERAGE = ("compliance limited", "paused", "polarity flipped", "load changed while limited",
-            "gain drift", "supply sag", "ended in TREAT or later")
+            "gain drift", "supply sag", "ended in TREAT or later", "lift pause",
+            "lift pause without crowding", "lift pause without crowding, after a skin rise")
+# a lift pause is "without crowding" when the plant's true density ratio stayed under
+# this over the CROWD_S before it (issue 13: the guard's false pause)
+CROWD_RATIO = 1.25
+CROWD_S = 5.0
 
 
 def judge(seed, end_s=END_S):
@@ -151,7 +156,36 @@ def judge(seed, end_s=END_S):
                 cov.add("load changed while limited")
     if states[-1] in ("TREAT", "REVERSE", "RAMP_DOWN", "DONE"):
         cov.add("ended in TREAT or later")
+    _lift_pauses(tr, scn, cov)
     return seed, res, cov
+
+
+def _lift_pauses(tr, scn, cov):
+    """Coverage of the density guard's pauses: any, and any without crowding (a false
+    pause judged on the truth), split by whether a skin rise (the soak's "load rises":
+    to the firmware's V/I a lift and a skin rise look alike) came in the 40 s before."""
+    ses = tr.bench.ctrl.session
+    if not ses.pauses:
+        return
+    dens = tr.col("density_ratio")
+    states = tr.col("state")
+    w = int(CROWD_S / invariants.DT_S)
+    rises = []
+    skin = scn["plant"]["skin_ohm"]
+    for ev in scn["events"]:
+        if "skin_ohm" in ev:
+            if ev["skin_ohm"] > skin:
+                rises.append(ev["t_s"] + ev.get("over_s", 0.0))
+            skin = ev["skin_ohm"]
+    for k in range(1, len(states)):
+        if states[k] == "PAUSED" and states[k - 1] != "PAUSED" and tr.causes.get(k) == "lift":
+            cov.add("lift pause")
+            if max(dens[max(0, k - w):k + 1]) < CROWD_RATIO:
+                t = k * invariants.DT_S
+                if any(t - 40.0 <= r <= t + 1.0 for r in rises):
+                    cov.add("lift pause without crowding, after a skin rise")
+                else:
+                    cov.add("lift pause without crowding")
 
 
 def soak(n, first_seed=1, end_s=END_S, jobs=1, progress=None):
