@@ -59,6 +59,7 @@ class LiftDetector:
         self._base = 0           # baseline load, Ω x 256 (0: none yet)
         self._base_ohm = 0
         self._ib = 0             # the filtered current when the baseline was learnt
+        self._b_ref = 0          # the baseline when the probe's reference was taken
         self.rearm()
 
     def rearm(self):
@@ -103,6 +104,8 @@ class LiftDetector:
                 return False
             base = f
             self._ib = fi
+            if self._b_ref == 0:
+                self._b_ref = base >> _Q     # the probe's reference is this load
         elif steady and f < base:
             base = f
             self._ib = fi
@@ -131,11 +134,21 @@ class LiftDetector:
         self.area_pm = 1000000 // inv
         return d >= LIFT_DENSITY_PM
 
+    def set_ref(self):
+        """The contact probe just measured the reference load with the hands in: note
+        the baseline it goes with (0: none yet, the first baseline will be)."""
+        self._b_ref = self._base_ohm if self._base else 0
+
     def area_back(self, r_probe, r_ref):
         """After a lift pause, once per probe cycle: True when the contact probe's load
         r_probe (Ω), against its value when the hands were last confirmed in (r_ref),
         said the area is back on two cycles in a row (a hand moving during one cycle
-        reads low: its two levels see two different areas)."""
+        reads low: its two levels see two different areas). The reference follows the
+        baseline down: a skin that fell 50 % since would hide a lift against it."""
+        b0 = self._b_ref
+        b = self._base_ohm
+        if b0 > 0 and 0 < b < b0:
+            r_ref = r_ref * (b * 1000 // b0) // 1000
         ok = r_probe > 0 and r_ref > 0 and _inv_area_pm(
             r_probe * 1000 // r_ref if r_probe < 16 * r_ref else _RHO_MAX,
             self._base_ohm or r_ref) <= LIFT_BACK_PM

@@ -287,6 +287,7 @@ class Session:
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
             self._lift.reset()           # the new polarity reads ~20 % higher: new baseline
+            self._lift.set_ref()
             self._start_ramp()
         elif self.state_ms > REVERSE_PROBE_MS:
             self._pause(PAUSE_CONTACT)
@@ -299,6 +300,7 @@ class Session:
             return     # output off first: the monitor sees a disabled, quiet output
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
+            self._lift.set_ref()
             self._start_ramp()
 
     def _paused(self, dt_ms, i_ua, v_mv):
@@ -318,6 +320,7 @@ class Session:
                     return
             else:
                 self._r_ref = self.r_probe
+                self._lift.set_ref()
             self._start_ramp()
 
     # ---- helpers --------------------------------------------------------------

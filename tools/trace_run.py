@@ -51,6 +51,7 @@ def run(scn):
     scn = scenario.validate(scn)
     rows = []
     pulse_peaks = []
+    areas = []
     truth = invariants.Truth()
     bench = scenario.Bench(seed=scn.get("seed", 1), clock_start_us=scn.get("clock_start_us", 0),
                            **scn.get("plant", {}))
@@ -63,6 +64,7 @@ def run(scn):
         rows.append(r)
         truth.add(bench)
         pulse_peaks.append(bench.plant.pulse_peak_ua)
+        areas.append(bench.plant.least_area())
 
     scenario.run(scn, on_row, bench=bench)
     t = Trace(rows, bench, scn)
@@ -71,4 +73,5 @@ def run(scn):
     t.goal = truth.goal             # the session's target
     t.pulse_peak = pulse_peaks      # on-phase source current (no re-contact spike)
     t.causes = causes               # step -> pause cause, at each entry into PAUSED
+    t.area = areas                  # the least-wetted hand's area (1 = fully in)
     return t
