@@ -60,6 +60,7 @@ class LiftDetector:
         self._base_ohm = 0
         self._ib = 0             # the filtered current when the baseline was learnt
         self._b_ref = 0          # the baseline when the probe's reference was taken
+        self._ib_ref = 0         # ... and its current
         self.rearm()
 
     def rearm(self):
@@ -99,16 +100,22 @@ class LiftDetector:
         # settled: the current is where its filter is (a step of the current shows a
         # wrong V/I for a few skin time constants: never learnt)
         steady = learn and (fi - i_ua if fi > i_ua else i_ua - fi) <= (fi >> 5)
+        moved = False
         if base == 0:
             if not steady:
                 return False
             base = f
             self._ib = fi
-            if self._b_ref == 0:
-                self._b_ref = base >> _Q     # the probe's reference is this load
+            moved = True
         elif steady and f < base:
             base = f
             self._ib = fi
+            moved = True
+        if moved and (self._b_ref == 0 or fi > self._ib_ref + (self._ib_ref >> 5)):
+            # the load the probe's reference goes with: the baseline at the highest
+            # current so far (V/I falls as the current rises: not a change of the skin)
+            self._b_ref = base >> _Q
+            self._ib_ref = fi
         ba = base >> _Q
         self._base_ohm = ba
         fo = f >> _Q
@@ -138,6 +145,7 @@ class LiftDetector:
         """The contact probe just measured the reference load with the hands in: note
         the baseline it goes with (0: none yet, the first baseline will be)."""
         self._b_ref = self._base_ohm if self._base else 0
+        self._ib_ref = self._ib if self._base else 0
 
     def area_back(self, r_probe, r_ref):
         """After a lift pause, once per probe cycle: True when the contact probe's load
