@@ -17,7 +17,9 @@ with the *lowest* plausible share, max(LIFT_SHARE_MIN_PCT, 1 - LIFT_RS_MAX_OHM /
 The density estimate is (I / target) / area, in per mille of full immersion at the
 target: compliance limiting lowers I and the estimate with it. Below the baseline's
 current the polarization the subtraction misses (at most LIFT_POL_SPAN_MV) makes V/I
-read high by up to span x (1/I - 1/I_base): that much of a rise is not counted. Past LIFT_DENSITY_PM the
+read high by up to span x (1/I - 1/I_base): that much of a rise is not counted; above
+it, a polarization under LIFT_POL_MV (a resistor has none) by up to LIFT_POL_MV x
+(1/I_base - 1/I). Past LIFT_DENSITY_PM the
 session pauses (cause `lift`); it re-ramps only once the contact probe's load says the
 area is back (`area_back`). docs/design.md gives the reasoning and the measured margins.
 
@@ -124,6 +126,10 @@ class LiftDetector:
             # a lower current than the baseline's: the polarization left in V/I (up to
             # LIFT_POL_SPAN_MV) reads as a higher load; that much of the rise is not area
             fo -= LIFT_POL_SPAN_MV * 1000 // fi - LIFT_POL_SPAN_MV * 1000 // ib
+        elif fi > ib:
+            # a higher one: a polarization under LIFT_POL_MV (none at all on a resistor,
+            # a calibration load) made the baseline read low by up to LIFT_POL_MV / I_base
+            fo -= LIFT_POL_MV * 1000 // ib - LIFT_POL_MV * 1000 // fi
         rho = fo * 1000 // ba if ba > 0 else 1000
         inv = _inv_area_pm(rho, ba)
         n = self._n + 1

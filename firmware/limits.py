@@ -25,7 +25,9 @@ CAP_EXTRA_MS = const(60000)         # hard cap = length + ramps + this
 LIFT_MIN_UA = const(1000)           # V/I below this current is too noisy (8 µA ADC LSB)
 LIFT_POL_MV = const(1200)           # polarization subtracted from V before V/I: the low end
 #                                     of the electrode/skin offset, 1.2-3 V (ARCHITECTURE §5);
-#                                     the low end so that R is never read below the truth
+#                                     the low end: R is read below the truth only on a load
+#                                     without polarization (a resistor: calibration), and
+#                                     by at most this / I (lift.py corrects for it)
 LIFT_POL_SPAN_MV = const(1800)      # the polarization's range, 3.0 - 1.2 V (ARCHITECTURE
 #                                     §5): what V/I may over-read below the baseline current
 LIFT_RS_MAX_OHM = const(1270)       # body + water at most: body 640-770 Ω, water 10-500 Ω
