@@ -78,9 +78,12 @@ class LiftDetector:
         """One step; True when the estimated density passed LIFT_DENSITY_PM.
 
         `learn`: the load is settled enough to move the baseline (TREAT, or the current
-        at half the target or more). Judged from LIFT_MIN_UA up, once a baseline exists.
+        at half the target or more). Judged from LIFT_MIN_UA and 3 x LIFT_POL_MV up (below,
+        the subtracted polarization is a third of V or more: a 1 kΩ resistor at 1.4 mA read
+        143 Ω and its noise paused a calibration hold), once a baseline exists.
         """
-        if i_ua < LIFT_MIN_UA or target_ua <= 0:
+        if i_ua < LIFT_MIN_UA or target_ua <= 0 or v_mv < 3 * LIFT_POL_MV:
+            # too little current, or a voltage the polarization guess could be a third of
             self._f = 0
             self.density_pm = 0
             return False
