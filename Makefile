@@ -24,7 +24,8 @@ help:
 	@echo "make mpy-check       compile every firmware and board file with mpy-cross (viper: for the Pico)"
 	@echo "make test-frontend   only the analog front-end checks in ngspice (docs/frontend.md; apt-get install ngspice)"
 	@echo "make bench           control quality, ours vs the peers' algorithms, 10,000 randomized sessions (JOBS=n),"
-	@echo "                     speed, heap and size tables; the loop on the emulated RP2040"
+	@echo "                     the current-density guard's detection grid (corners; DENSITY_FULL=1: every cell)"
+	@echo "                     and false-pause tables, speed, heap and size tables; the loop on the emulated RP2040"
 	@echo "make soak [N=300] [JOBS=1]   N randomized sessions judged on the truth: count per invariant, worst cases in $(OUT)/soak/"
 	@echo "make bench-pico [QUICK=1]   only the emulated RP2040's timing, heap and flash tables"
 	@echo "make mutants         break each safety number once; a test must notice (minutes)"
@@ -91,6 +92,7 @@ test-frontend: $(STAMP)
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench_control
 	$(PY) -m tools.bench_compare
+	-$(PY) -m tools.bench_density --jobs $(JOBS) $(if $(DENSITY_FULL),--full)
 	-$(PY) -m tools.soak -n $(BENCH_SESSIONS) --out $(OUT)/soak --jobs $(JOBS)
 	$(PY) -m tools.bench_mpy
 	$(PY) -m tools.bench_pico

@@ -85,7 +85,7 @@ def log_entry(r):
 
 # the status reply's fields, in the order of its line (replyline.FieldReply)
 STATUS_KEYS = ("state", "profile", "mode", "target_ua", "sp_ua", "i_ua", "v_mv", "peak_ua",
-               "load_ohm", "flow_pct", "limited", "elapsed_s", "remaining_s", "charge_uamin",
+               "load_ohm", "flow_pct", "density_pm", "limited", "elapsed_s", "remaining_s", "charge_uamin",
                "dose_uamin", "pauses", "pause", "end", "fault", "cal", "rx", "settings",
                "log_last", "log_pending", "time", "uptime_s", "tel_hz", "service",
                "code_default", "locked_s", "loop_worst_us", "loop_late", "overruns",
@@ -239,6 +239,7 @@ class Commands:
         d["peak_ua"] = ctrl.peak_ua if on else 0
         d["load_ohm"] = v * 1000 // i if on and i >= 500 else None
         d["flow_pct"] = i * 100 // target if st == sm.TREAT and target else None
+        d["density_pm"] = ses.density_pm if on else None
         d["limited"] = bool(on and ctrl.regulator.limited)
         d["elapsed_s"] = ses.elapsed_ms // 1000
         d["remaining_s"] = left // 1000 if left > 0 else 0

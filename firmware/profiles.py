@@ -11,7 +11,7 @@ Modes:
                  longest the session may take
     MODE_CAL     technician calibration hold (service mode only): the reference is
                  driven open loop (no regulator) so the source's own gain is measured
-`CATALOG` holds the named profiles of ARCHITECTURE §4; a prescription caps them.
+`CATALOG` holds the named profiles of docs/requirements.md, safety numbers; a prescription caps them.
 """
 
 from micropython import const
@@ -80,7 +80,7 @@ class Profile:
         return (self.duration_s + self.ramp_up_s + self.ramp_down_s) * 1000 + limits.CAP_EXTRA_MS
 
 
-# name -> the profile's fields (ARCHITECTURE §4, and the devices on the market)
+# name -> the profile's fields (docs/requirements.md, safety numbers, and the devices on the market)
 CATALOG = {
     "hands": {"target_ua": 15000, "duration_s": 600, "ramp_up_s": 30, "ramp_down_s": 15},
     "feet": {"target_ua": 20000, "duration_s": 900, "ramp_up_s": 30, "ramp_down_s": 15},

@@ -84,7 +84,7 @@ RX_SPEC = (
 )
 # rx_write: any subset, merged onto the prescription in force
 RX_WRITE_SPEC = tuple((f[0], f[1], f[2], f[3], False) for f in RX_SPEC)
-# the factory prescription (ARCHITECTURE §4): used only while no prescription file exists;
+# the factory prescription (docs/requirements.md, safety numbers): used only while no prescription file exists;
 # drug delivery is never allowed without a written prescription
 RX_FACTORY = {
     "profile": "hands", "target_ua": 15000,

@@ -13,7 +13,7 @@ way out of a current-carrying state ramps down or cuts the output.
 
 from micropython import const
 
-from limits import (CONTACT_TIMEOUT_MS, DEAD_TIME_MS, LIFT_BACK_PCT, MIN_RAMP_MS,
+from limits import (CONTACT_TIMEOUT_MS, DEAD_TIME_MS, MIN_RAMP_MS,
                     OPEN_UA, OPEN_V_PCT, PAUSE_LIMIT_MS, PAUSE_OFF_MS, PROBE_UA,
                     RAMP_DOWN_GRACE_MS, REVERSE_PROBE_MS)
 import profiles
@@ -136,6 +136,11 @@ class Session:
         return left if left > 0 else 0
 
     @property
+    def density_pm(self):
+        """The guard's density estimate, per mille of full immersion at the target."""
+        return self._lift.density_pm
+
+    @property
     def charge_uamin(self):
         """Delivered charge so far, µA·min."""
         return self._charge.uamin
@@ -249,7 +254,12 @@ class Session:
                 self._ramp.zero()
                 self.sp_ua = 0
             return
-        if self._lift.lifted(dt_ms, i_ua, v_mv, self.sp_ua):
+        tgt = self.target_ua
+        sp = self.sp_ua
+        # density relative to the target; while a lowered target is ramped to, to the
+        # setpoint (the current above the new target was the old target's)
+        if self._lift.lifted(i_ua, v_mv, tgt if tgt >= sp else sp,
+                             s == TREAT or i_ua >= tgt >> 1):
             self._pause(PAUSE_LIFT)
             return
         r = self._ramp
@@ -276,6 +286,8 @@ class Session:
             return                       # let the flip settle before probing
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
+            self._lift.reset()           # the new polarity reads ~20 % higher: new baseline
+            self._lift.set_ref()
             self._start_ramp()
         elif self.state_ms > REVERSE_PROBE_MS:
             self._pause(PAUSE_CONTACT)
@@ -288,6 +300,7 @@ class Session:
             return     # output off first: the monitor sees a disabled, quiet output
         if self._probe(dt_ms, i_ua, v_mv):
             self._r_ref = self.r_probe
+            self._lift.set_ref()
             self._start_ramp()
 
     def _paused(self, dt_ms, i_ua, v_mv):
@@ -300,13 +313,14 @@ class Session:
             return         # output off; a user pause waits for resume()
         if self._probe(dt_ms, i_ua, v_mv):
             if self.pause_cause == PAUSE_LIFT:
-                # closed is not enough: the load must be back near its value before
-                # the rise, or the current would crowd onto the lifted hand's skin
-                back = self._r_ref * LIFT_BACK_PCT // 100
-                if self.r_probe <= 0 or self.r_probe > back:
+                # closed is not enough: the area must be back (the probe's load near
+                # its value with the hands in), or the current would crowd onto the
+                # lifted hand's skin (lift.area_back)
+                if not self._lift.area_back(self.r_probe, self._r_ref):
                     return
             else:
                 self._r_ref = self.r_probe
+                self._lift.set_ref()
             self._start_ramp()
 
     # ---- helpers --------------------------------------------------------------
@@ -334,7 +348,7 @@ class Session:
         self._ramp.start(PROBE_UA)
         self.sp_ua = PROBE_UA
         self.enable = True
-        self._lift.reset()
+        self._lift.rearm()       # the baseline stays (reset: a new session, a reversal)
         self._go(RAMP_UP)
 
     def _ramp_down(self, dt_ms):

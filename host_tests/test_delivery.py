@@ -7,6 +7,8 @@ The scenarios are the files in scenarios/ (tools.simulate replays them):
   source offset (50 µA) within a second and stayed there in TREAT;
 - collapse_slow_load_rise_at_rail: the same rise spread over 30 s (before: 13.6 mA at
   66 s, 50 µA from ~95 s);
+  Both rises pause with cause `lift` since issue 13 (a lift and a skin rise look alike to
+  V and I); the test judges the regulator with the guard's pause out of reach;
 - envelope_load_drop_while_limited: the skin steps 4.1 -> 1.4 kΩ at 60.1 s while the
   source is limited after a gain drift; before the fix: FAULT envelope at 60.12 s.
 """
@@ -34,7 +36,12 @@ def _mean(xs):
 
 
 @pytest.mark.parametrize("name", ["collapse_load_rise_at_rail", "collapse_slow_load_rise_at_rail"])
-def test_load_rise_at_the_rail_keeps_delivering_what_the_rail_allows(name):
+def test_load_rise_at_the_rail_keeps_delivering_what_the_rail_allows(name, monkeypatch):
+    # the regulator alone: a skin rise x2.9 is, to V and I, a lift (issue 13's density
+    # guard pauses it, cause `lift`: docs/design.md, its limit (a)); this test is about
+    # the regulation at the rail, so the guard's pause level is set out of reach here
+    import lift
+    monkeypatch.setattr(lift, "LIFT_DENSITY_PM", 10 ** 8)
     s = _load(name)
     tr = run(s)
     prof = profile_of(s)

@@ -188,6 +188,7 @@ def test_status_while_treating():
     s = rig.ok("status")
     assert s["state"] == "IDLE" and s["fault"] == "ok" and s["cal"] == "ok" and s["rx"] == "missing"
     assert s["load_ohm"] is None and s["flow_pct"] is None and s["time"] is None
+    assert s["density_pm"] is None
     rig.ok("start", target_ua=12000, duration_s=300)
     assert rig.until(sm.TREAT, 60)
     rig.seconds(20)
@@ -202,6 +203,12 @@ def test_status_while_treating():
     assert s["v_mv"] > 0 and s["sp_ua"] > 0
     assert 250 <= s["elapsed_s"] + s["remaining_s"] <= 300 and s["elapsed_s"] >= 49
     assert s["charge_uamin"] > 12000 * 20 // 60
+    # the density guard's estimate: full immersion at the target (issue 13)
+    assert 950 <= s["density_pm"] <= 1050, s["density_pm"]
+    p.lift_area = 0.7
+    rig.seconds(1)
+    s = rig.ok("status")
+    assert s["state"] == "TREAT" and 1200 <= s["density_pm"] < 1500, s["density_pm"]
 
 
 def test_status_shows_compliance_limiting():

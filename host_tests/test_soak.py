@@ -16,6 +16,9 @@ def test_soak_sessions_break_no_invariant():
     broken = ["%s: %d sessions, worst seed %d: %s" % (name, len(f), f[0][1], f[0][2])
               for (name, _), f in zip(soak.INVARIANTS, found) if f]
     assert not broken, "\n".join(broken)
+    # issue 13: no pause for a lift without a lift (a rise of the skin's or the water's
+    # resistance looks like one to V and I: counted apart, tools/soak.py)
+    assert cover["lift pause, no lift: false"] == 0, cover
     # the sessions did exercise what the invariants are about
     for what, least in (("compliance limited", SESSIONS // 5), ("paused", SESSIONS // 5),
                         ("polarity flipped", SESSIONS // 20), ("gain drift", SESSIONS // 5),

@@ -6,7 +6,18 @@ not firmware). It reports the *true* current, which tests use to judge safety.
 Load (contact): water+body in series (R_s) with skin R || C, plus an electrode/skin
 polarization offset that opposes the drive. Skin R has the low-current
 non-linearity (apparent R ~3x at 0, 1.1x at 3 mA, monotonic V(I)), an optional drift, and a
-partial-lift factor for one hand. The source holds its commanded current unless the
+partial lift of one hand.
+
+Wetted area (issue 13): `lift_area` is the wetted area of one hand (or foot) as a fraction
+of full immersion (above 1: deeper than usual); the other stays fully in. Each hand's
+skin is R || C with R ∝ 1/area and C ∝ area (~0.03 µF/cm²): `skin_ohm` and `skin_uf`
+are the two hands in series at full immersion, so one hand has skin_ohm / 2 and
+2 x skin_uf. Lifted: R = skin_ohm x (0.5 + 0.5 / a), C = skin_uf x 2a / (1 + a) (the two
+capacitances in series). Both hands keep the same time constant R·C whatever the area,
+so one capacitor voltage for the pair is exact. The hazard is the current density on
+the least-wetted skin: `density_ratio` = true current / (its area x `density_ref_ua`),
+the density relative to full immersion at the reference current (the scenario sets it to
+the profile's target). The source holds its commanded current unless the
 load needs more than the compliance voltage; then the current is what the rail can
 push, and the skin capacitance makes the transition gradual. Open circuit: the
 output rails and its capacitance charges; a re-contact discharges it into the load.
@@ -63,7 +74,8 @@ class Plant:
         # event-driven state
         self.contact = False
         self.short = False
-        self.lift_area = 1.0       # wetted area of one hand, 1 = fully in
+        self.lift_area = 1.0       # wetted area of one hand, 1 = fully in (> 1: deeper)
+        self.density_ref_ua = 0.0  # full-immersion current the density is relative to
         self.r_factor = 1.0        # skin R multiplier after a polarity reversal
         self.faults = {}           # name -> True: adc_stuck_low/high, v_stuck_low/high,
         #                            enable_stuck_on, source_dead, source_runaway
@@ -89,6 +101,7 @@ class Plant:
         self.pulse_peak_ua = 0.0   # highest on-phase source current (no re-contact spike)
         self._i_on = 0.0
         self.v_load = 0.0          # electrode voltage at the end of the step, volts
+        self.density_ratio = 0.0   # true current on the least-wetted skin per area, relative
         self.limited = False       # the source was at its compliance rail
         self.i_code = 0
         self.v_code = 0
@@ -116,6 +129,16 @@ class Plant:
             # ~3x at 0, 1.74x at 1 mA, 1.1x at 3 mA; V = I*R(I) still rises with I
             r *= 1.0 + 2.0 * math.exp(-i_ua / 1000.0) if i_ua > 0 else 3.0
         return r
+
+    def skin_c_f(self):
+        """Skin capacitance of the two hands in series (F): C ∝ each hand's wetted area."""
+        a = self.lift_area
+        return self.skin_uf * 1.0e-6 * (2.0 * a / (1.0 + a) if a != 1.0 else 1.0)
+
+    def least_area(self):
+        """Wetted area of the least-wetted electrode's hand (the other is fully in)."""
+        a = self.lift_area
+        return a if a < 1.0 else 1.0
 
     def step(self, dt_s):
         if dt_s != self._dt:
@@ -179,7 +202,7 @@ class Plant:
             self._contact_s += dt_s
             rs = self.water_ohm + self.body_ohm
             rk = self.skin_now(i0)
-            c = self.skin_uf * 1.0e-6
+            c = self.skin_c_f()
             # polarization builds towards +offset_v while current flows (tau 5 s)
             self._vpol += (self.offset_v - self._vpol) * (dt_s / (5.0 + dt_s))
             vpol = self._vpol
@@ -229,6 +252,9 @@ class Plant:
         self.pulse_peak_ua = max(on0 if on else 0.0, i_on)
         self.peak_ua = max(self.pulse_peak_ua, peak)
         self.v_load = v
+        ref = self.density_ref_ua
+        self.density_ratio = self.true_ua / (ref * self.least_area()) \
+            if ref > 0.0 and self.contact and not self.short else 0.0
         self.i_code = self.sample_i_code()
         self.v_code = self.sample_v_code()
 

@@ -19,7 +19,8 @@ from profiles import Profile
 from ticks import ticks_add
 
 TRACE_COLUMNS = ("t_s", "state", "target_ua", "measured_ua", "true_ua", "enabled",
-                 "peak_ua", "electrode_mv", "true_load_ohm", "ref_code", "polarity", "limited")
+                 "peak_ua", "electrode_mv", "true_load_ohm", "ref_code", "polarity", "limited",
+                 "density_ratio")
 
 # key -> (type(s), low, high); None bounds mean unbounded
 PROFILE_KEYS = {
@@ -59,6 +60,8 @@ PLANT_KEYS = {
 # wider ranges where an event injects a hardware fault rather than sets up a plant
 EVENT_RANGES = {"source_offset_ua": ((int, float), -20000.0, 20000.0),
                 "source_gain_error": ((int, float), -0.9, 2.0)}
+# lift_area above 1: the hand deeper than usual (hands shifting, issue 13's benign list)
+LIFT_AREA_MAX = 1.25
 # event keys that ramp a plant parameter (with optional "over_s")
 RAMPED = ("skin_ohm", "water_ohm", "body_ohm", "compliance_v", "lift_area", "source_gain_error",
           "source_offset_ua")
@@ -165,7 +168,7 @@ def _event(where, ev):
         if k == "contact" or k == "short":
             _typed(key, v, (bool, None, None))
         elif k == "lift_area":
-            _typed(key, v, ((int, float), 0.01, 1.0))
+            _typed(key, v, ((int, float), 0.01, LIFT_AREA_MAX))
         elif k in RAMPED:
             _typed(key, v, EVENT_RANGES.get(k) or PLANT_KEYS[k])
         elif k == "fault":
@@ -262,6 +265,7 @@ def run(scn, on_row=None, bench=None):
     start_k = int(scn.get("start_s", 0) * per_s + 0.5)
     end_k = int(scn["end_s"] * per_s + 0.5)
     names = sm.NAMES
+    p.density_ref_ua = float(profile.target_ua)    # the density is relative to the target
     for k in range(end_k):
         if k == start_k:
             _start(ctrl, profile)
@@ -279,7 +283,8 @@ def run(scn, on_row=None, bench=None):
         if on_row is not None:
             on_row((k / per_s, names[ctrl.session.state], ctrl.session.sp_ua if ctrl.hal.enabled else 0,
                     ctrl.i_ua, p.true_ua, 1 if ctrl.hal.enabled else 0, p.peak_ua, ctrl.v_mv,
-                    _load_ohm(p), ctrl.hal.ref_code, p.polarity, 1 if p.limited else 0))
+                    _load_ohm(p), ctrl.hal.ref_code, p.polarity, 1 if p.limited else 0,
+                    p.density_ratio))
     return b
 
 

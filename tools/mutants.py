@@ -18,6 +18,7 @@ T = "host_tests/test_safety_numbers.py"
 P = "host_tests/test_properties.py"
 R = "host_tests/test_firmware_on_vms.py::test_regulator_mp_cpython"
 M = "host_tests/test_modes.py"
+D = "host_tests/test_density.py"
 
 # (what is broken, file, exact old text, new text, tests to run)
 MUTANTS = [
@@ -33,8 +34,11 @@ MUTANTS = [
     ("pause limit 5 -> 10 min", "firmware/limits.py", "PAUSE_LIMIT_MS = const(300000)", "PAUSE_LIMIT_MS = const(600000)", T),
     ("contact timeout 2 -> 4 min", "firmware/limits.py", "CONTACT_TIMEOUT_MS = const(120000)", "CONTACT_TIMEOUT_MS = const(240000)", T),
     ("dead time 250 -> 100 ms", "firmware/limits.py", "DEAD_TIME_MS = const(250)", "DEAD_TIME_MS = const(100)", T),
-    ("partial lift ignored", "firmware/lift.py", "return r > lo * limits.LIFT_RATIO", "return False", T),
-    ("lift resume without the load back", "firmware/session.py", "if self.r_probe <= 0 or self.r_probe > back:", "if False:", T),
+    ("partial lift ignored", "firmware/lift.py", "return d >= LIFT_DENSITY_PM", "return False", T + " " + D),
+    ("lift resume without the area back", "firmware/lift.py", "return n >= 2", "return True", D),
+    ("density limit 1.5x -> 3x", "firmware/limits.py", "LIFT_DENSITY_PM = const(1500)", "LIFT_DENSITY_PM = const(3000)", D),
+    ("skin share floor 25 % -> 100 %", "firmware/limits.py", "LIFT_SHARE_MIN_PCT = const(25)", "LIFT_SHARE_MIN_PCT = const(100)", D),
+    ("body + water bound 1270 -> 300 Ω", "firmware/limits.py", "LIFT_RS_MAX_OHM = const(1270)", "LIFT_RS_MAX_OHM = const(300)", D),
     ("hard cap +60 s -> +600 s", "firmware/limits.py", "CAP_EXTRA_MS = const(60000)", "CAP_EXTRA_MS = const(600000)", T),
     ("overrun ignored", "firmware/safety.py", "elif dt_us > self._overrun_us:", "elif False:", T),
     ("no integrator rollback", "firmware/regulator.py", "self.integ = self._integ_ok   # undo", "pass  # undo", T + " " + P + " " + R),

@@ -34,7 +34,7 @@ EXIT_BAD_INPUT = 2
 FORMATS = {
     "t_s": "%.3f", "state": "%s", "target_ua": "%d", "measured_ua": "%d", "true_ua": "%.1f",
     "enabled": "%d", "peak_ua": "%.1f", "electrode_mv": "%d", "true_load_ohm": "%.1f",
-    "ref_code": "%d", "polarity": "%d", "limited": "%d",
+    "ref_code": "%d", "polarity": "%d", "limited": "%d", "density_ratio": "%.3f",
 }
 
 
@@ -217,7 +217,7 @@ def main(argv=None, stdout=None, stderr=None):
     if want_plot:
         ix = {c: n for n, c in enumerate(columns)}
         pcols = tuple(c for c in ("t_s", "target_ua", "measured_ua", "true_ua", "electrode_mv",
-                                  "limited", "peak_ua") if c in ix)
+                                  "limited", "peak_ua", "density_ratio") if c in ix)
         parr = {c: array.array("d") for c in pcols}
         pidx = [(parr[c].append, ix[c]) for c in pcols]
         pstate = array.array("B")

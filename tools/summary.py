@@ -30,6 +30,7 @@ class Summary:
         self._peak = ix.get("peak_ua")
         self._lim = ix.get("limited")
         self._en = ix["enabled"]
+        self._dens = ix.get("density_ratio")
         self.dt_s = dt_s
         self.target_ua = target_ua
         self.steps = 0
@@ -52,6 +53,10 @@ class Summary:
         self.os_max = None
         self.last = None
         self._prev_state = None
+        self.max_density = 0.0       # true current density on the least-wetted skin (issue 13)
+        self.max_density_t = None
+        self.density_steps_15 = 0    # steps above 1.5x, above 2x
+        self.density_steps_2 = 0
 
     def add(self, row):
         self.steps += 1
@@ -72,6 +77,15 @@ class Summary:
             self.max_true_t = row[self._t]
         if self._peak is not None and row[self._peak] > self.max_peak:
             self.max_peak = row[self._peak]
+        if self._dens is not None:
+            d = row[self._dens]
+            if d > self.max_density:
+                self.max_density = d
+                self.max_density_t = row[self._t]
+            if d > 1.5:
+                self.density_steps_15 += 1
+                if d > 2.0:
+                    self.density_steps_2 += 1
         meas = row[self._meas]
         if meas > self.max_meas:
             self.max_meas = meas
@@ -128,6 +142,10 @@ class Summary:
             "max_true_t_s": _r(self.max_true_t, 3),
             "max_peak_ua": round(self.max_peak, 1),
             "max_measured_ua": self.max_meas,
+            "max_density_ratio": round(self.max_density, 3),
+            "max_density_t_s": _r(self.max_density_t, 3),
+            "density_above_1_5_s": round(self.density_steps_15 * dt, 3),
+            "density_above_2_s": round(self.density_steps_2 * dt, 3),
             "charge_mamin": round(self.sum_true * dt / 1000.0 / 60.0, 3),
             "steady_state_error_pct": {
                 "measured_vs_target": round(self.ss_meas / n * 100.0, 3) if n else None,
@@ -195,6 +213,11 @@ def format_text(summ):
         ma(summ["max_true_ua"]),
         "-" if summ["max_true_t_s"] is None else "%.3f" % summ["max_true_t_s"],
         ma(summ["max_peak_ua"]), ma(summ["max_measured_ua"])))
+    if "max_density_ratio" in summ:
+        add("density", "max %.2fx of full immersion at the target (t=%s s); above 1.5x %.2f s, "
+            "above 2x %.2f s" % (summ["max_density_ratio"], "-" if summ["max_density_t_s"] is None
+                                 else "%.3f" % summ["max_density_t_s"],
+                                 summ["density_above_1_5_s"], summ["density_above_2_s"]))
     add("charge", "%.3f mA*min (true current)" % summ["charge_mamin"])
     sse = summ["steady_state_error_pct"]
     add("regulation", "steady-state error measured %s, true %s (%d TREAT rows); "

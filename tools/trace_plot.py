@@ -156,6 +156,18 @@ def plot(data, path, title="", compliance_v=None, open_v=None, target_ua=None, e
         ax_i.fill_between([], [], color=COLOURS["PAUSED"], alpha=0.3, label="paused")
     ax_i.legend(loc="upper right", fontsize=8, ncol=3, framealpha=0.9)
 
+    # current density on the least-wetted skin (issue 13), on its own axis at the right
+    dens = data.get("density_ratio")
+    if dens is not None and len(dens):
+        dens = np.asarray(dens, dtype=float)
+        ax_d = ax_i.twinx()
+        ax_d.plot(*_envelope(t, dens), color="#2a9d8f", lw=0.9, label="density (true, x full)")
+        for lvl, ls in ((1.5, ":"), (2.0, "--")):
+            ax_d.axhline(lvl, color="#2a9d8f", lw=0.6, ls=ls)
+        ax_d.set_ylabel("density (x full immersion)", color="#2a9d8f")
+        ax_d.set_ylim(0.0, max(2.6, float(np.max(dens)) * 1.1))
+        ax_d.legend(loc="upper left", fontsize=8, framealpha=0.9)
+
     # scenario events along the top of the current panel
     tmax = t[-1] if len(t) else 1.0
     for ev in events or ():

@@ -8,6 +8,7 @@ current (µA). Used by the host tests (host_tests/harness.py) and the soak runne
 """
 
 import scenario
+import session as sm
 from tools import invariants
 
 COL = dict((name, n) for n, name in enumerate(scenario.TRACE_COLUMNS))
@@ -50,14 +51,20 @@ def run(scn):
     scn = scenario.validate(scn)
     rows = []
     pulse_peaks = []
+    areas = []
     truth = invariants.Truth()
     bench = scenario.Bench(seed=scn.get("seed", 1), clock_start_us=scn.get("clock_start_us", 0),
                            **scn.get("plant", {}))
+    causes = {}
+    ses = bench.ctrl.session
 
     def on_row(r):
+        if ses.state == sm.PAUSED and (not rows or rows[-1][1] != "PAUSED"):
+            causes[len(rows)] = sm.PAUSE_NAMES[ses.pause_cause]
         rows.append(r)
         truth.add(bench)
         pulse_peaks.append(bench.plant.pulse_peak_ua)
+        areas.append(bench.plant.least_area())
 
     scenario.run(scn, on_row, bench=bench)
     t = Trace(rows, bench, scn)
@@ -65,4 +72,6 @@ def run(scn):
     t.allowed = truth.allowed       # µA the rail allows at the present load
     t.goal = truth.goal             # the session's target
     t.pulse_peak = pulse_peaks      # on-phase source current (no re-contact spike)
+    t.causes = causes               # step -> pause cause, at each entry into PAUSED
+    t.area = areas                  # the least-wetted hand's area (1 = fully in)
     return t

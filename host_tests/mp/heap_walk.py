@@ -32,7 +32,7 @@ from profiles import Profile
 REQUIRED = ("IDLE/off", "WAIT_CONTACT/off", "WAIT_CONTACT/on", "RAMP_UP/on", "TREAT/on",
             "REVERSE/on", "REVERSE/off", "PAUSED/off", "PAUSED/on", "RAMP_DOWN/on",
             "DONE/off", "FAULT/off")
-SESSION_MS = 40000
+SESSION_MS = 60000
 
 
 _count = [0]
@@ -138,6 +138,14 @@ def walk(measure, noise_lsb=2.0, seed=7, every=1):
         elif phase == 5 and st == sm.TREAT:
             phase, mark = 6, k
         elif phase == 6 and k - mark >= 200:
+            plant.lift_area = 0.2                        # one hand lifted: the density guard
+            phase, mark = 61, k
+        elif phase == 61 and st == sm.PAUSED and ses.state_ms >= 1000:
+            plant.lift_area = 1.0                        # back: the probe sees the area back
+            phase, mark = 62, k
+        elif phase == 62 and st == sm.TREAT:
+            phase, mark = 63, k
+        elif phase == 63 and k - mark >= 200:
             ctrl.stop()
             phase, mark = 7, k
         elif phase == 7 and st == sm.DONE:

@@ -2,7 +2,8 @@
 
 heap_walk.walk() drives the controller on the sim board through WAIT_CONTACT (probing open,
 then closed), RAMP_UP, PAUSED (contact lost: probing open, then closed), TREAT (compliance
-limited), REVERSE (ramp down, dead time, flip, probe), RAMP_DOWN, DONE, IDLE and FAULT, and
+limited), REVERSE (ramp down, dead time, flip, probe), PAUSED (a hand lifted: the density
+guard, then the probe seeing the area back), RAMP_DOWN, DONE, IDLE and FAULT, and
 measures each `ctrl.tick(now)` alone (the plant steps outside the measured region) in two
 independent ways: gc.mem_alloc() around the tick with the collector disabled, and
 micropython.heap_lock() around it (any allocation raises MemoryError at the line that
@@ -31,7 +32,7 @@ def _check(cov):
     # the transitions made inside a tick (start, stop and reset are commands between ticks)
     got = [sm.NAMES[x] for x in cov.states]
     assert got == ["RAMP_UP", "PAUSED", "RAMP_UP", "TREAT", "REVERSE", "RAMP_UP", "TREAT",
-                   "DONE", "RAMP_UP", "FAULT"], got
+                   "PAUSED", "RAMP_UP", "TREAT", "DONE", "RAMP_UP", "FAULT"], got
     assert cov.limited > 100, cov.limited      # the compliance-limited path ran too
 
 
