@@ -5,7 +5,7 @@ plant reports the density on the least-wetted skin relative to full immersion at
 target. The firmware: the four lift cases of the issue (regression scenarios in
 scenarios/), a small subset of the detection grid and of the benign list of
 tools/bench_density.py (`make bench` prints the tables), and the resume rule.
-Goals (ARCHITECTURE §4): true density above 2x for at most 1 s, above 1.5x for at most 5 s;
+Goals (issue 13; docs/requirements.md): true density above 2x for at most 1 s, above 1.5x for at most 5 s;
 no pause with cause `lift` on a benign event.
 """
 
