@@ -237,6 +237,8 @@ class Protocol:
         """Write the next `fields_per_poll` fields of the reply being written; the line
         goes out with its last field. True while fields remain."""
         out = self._out
+        if out is None:
+            return False
         n = out.step(self.fields_per_poll)
         if n == -2:
             return True

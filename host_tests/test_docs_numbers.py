@@ -44,6 +44,8 @@ def renderings(name, value):
         return {value, value / 1000.0, value / 60000.0}
     if name.endswith("_S"):
         return {value, value / 60.0}
+    if name.endswith("_PM"):
+        return {value, value / 1000.0}
     return {value}
 
 
