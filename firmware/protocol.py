@@ -220,9 +220,10 @@ class Protocol:
 
     def _reply(self, rid, out):
         """Send a reply object's line (replyline.FieldReply, ErrorLine): counted, and
-        refused when its `ok` is False. With `fields_per_poll` set, a reply that can be
-        written in steps is only begun here: resume() writes it, poll by poll."""
-        if out.steps and self.fields_per_poll:
+        refused when its `ok` is False. With `fields_per_poll` set, a reply with more
+        fields than that is only begun here: resume() writes it, poll by poll. A short
+        one goes out now: `stop`'s reply never waits behind the session's log write."""
+        if out.steps and 0 < self.fields_per_poll < len(out.keys):
             out.begin(rid)
             self._out = out
             self._out_rid = rid
