@@ -47,6 +47,25 @@ except ImportError:
 _heap_lock = getattr(_mp, "heap_lock", _no_lock)
 _heap_unlock = getattr(_mp, "heap_unlock", _no_lock)
 _LOCKS = _heap_lock is not _no_lock
+# heap_unlock() returns the depth after it; below 0 the 16-bit depth wraps (32767)
+_WRAPPED = 0x4000
+
+
+def release_heap():
+    """Leave the heap unlocked after an exception in the loop, whatever the lock depth
+    was. One heap_unlock() is not always right: on the unix port (the virtual board) a
+    Ctrl-C that lands next to heap_unlock() left the depth at -1 (2 of 200 SIGINTs) or
+    still locked after one unlock, and the traceback, main's `finally` and the REPL then
+    failed or hung. Returns the depth left (0), or 0 where there is no heap lock."""
+    d = _heap_unlock() or 0
+    n = 0
+    while 0 < d < _WRAPPED and n < 16:
+        d = _heap_unlock()
+        n += 1
+    if d >= _WRAPPED:
+        _heap_lock()            # one unlock too many: the depth back to 0
+        d = 0
+    return d
 
 
 def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
@@ -70,7 +89,6 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
     lock = _heap_lock
     unlock = _heap_unlock
     locking = _LOCKS
-    locked = False
     worst = health.worst_us
     late = health.late
     due = ticks_us()
@@ -89,11 +107,9 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
                 worst = d
                 health.worst_us = d
             if locking:
-                locked = True
                 lock()
                 ctrl.tick(now)        # a method call: `tick = ctrl.tick` would allocate
                 unlock()              # a bound method at each run() (the bench's chunks)
-                locked = False
             else:
                 ctrl.tick(now)
             if poll is not None:
@@ -105,8 +121,7 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
                 sleep_us(wait)
     except BaseException:
         ctrl.hal.off()                      # first: no current, whatever happened
-        if locked:
-            unlock()                        # the step raised with the heap locked
+        release_heap()                      # the step may have raised with the heap locked
         ctrl.safety.fault = safety.F_EXCEPTION
         ctrl.session.fault(safety.F_EXCEPTION)
         raise

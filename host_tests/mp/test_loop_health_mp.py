@@ -13,7 +13,8 @@
 * health.LoopHealth.probe_step finds a block that can really be allocated, no larger
   than the free heap, and stops (MicroPython only);
 * main.run with the heap locked around the step: an allocation inside the step faults
-  the session with the output off, and the heap is unlocked afterwards.
+  the session with the output off, and the heap is unlocked afterwards, from any lock
+  depth the exception left (main.release_heap).
 """
 
 import json
@@ -168,3 +169,19 @@ def test_an_allocation_in_the_step_faults_with_the_heap_locked():
     assert ctrl.session.state == sm.FAULT and ctrl.safety.fault == safety.F_EXCEPTION
     assert not ctrl.hal.enabled and ctrl.hal.ref_code == 0
     [1, 2, 3]                              # the heap is unlocked again
+
+
+def test_release_heap_unlocks_from_any_depth():
+    """run's handler leaves the heap unlocked whatever the depth the exception left:
+    locked once or twice, or already unlocked (an unlock too many would wrap the depth
+    and lock the heap for good)."""
+    if not mptest.is_micropython():
+        raise mptest.Skip("heap_lock needs MicroPython")
+    import micropython
+    for depth in (0, 1, 2):
+        for _ in range(depth):
+            micropython.heap_lock()
+        assert main.release_heap() == 0
+        [depth]                            # allocates: raises MemoryError if still locked
+        micropython.heap_lock()
+        assert micropython.heap_unlock() == 0, depth
