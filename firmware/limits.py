@@ -55,6 +55,10 @@ OPEN_V_PCT = const(60)              # no current with the electrode above this %
 #                                     board's compliance = open circuit (tolerates supply sag)
 ENV_MARGIN_UA = const(1000)         # safety envelope: measured may exceed its ramp by this
 ENV_SLOPE_UA_S = const(2500)        # fastest legitimate ramp: 25 mA in 10 s
+ENV_HOLD_US = const(250000)         # a return within this to a level just held is not a
+#                                     rise: a rail step at compliance dips the current
+#                                     through the skin's capacitance (tau = R_skin x C <=
+#                                     10 kOhm x 5 uF = 50 ms) and it comes back in ~5 tau
 DISABLED_MAX_UA = const(500)        # current read while disabled above this = sensor fault
 PULSE_HZ_MIN = const(1000)          # pulsed mode gate frequency range
 PULSE_HZ_MAX = const(10000)

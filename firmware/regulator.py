@@ -114,16 +114,22 @@ class Regulator:
         The command is in source units (what the HAL's calibration maps to a reference
         code); the setpoint and the measurements are in measured µA.
         """
-        if i_ua >= _R_MIN_UA:
+        di = i_ua - self._i_prev
+        dv = v_mv - self._v_prev
+        if i_ua >= _R_MIN_UA and -_SLEW_UA < di < _SLEW_UA \
+                and -_DV_FALL_MV < dv < _DV_FALL_MV:
+            # the load from a steady step only: in a step's transient (a rail step
+            # discharging the skin's capacitance) V/I is not the load
             r = (v_mv * 1000) // i_ua
             self.r_ohm = r if self.r_ohm == 0 else self.r_ohm + ((r - self.r_ohm) >> 2)
         # Feed-forward from the estimated load: never aim above what the rail can push
         # through it (plus a little).
         capped = False
+        push = 0
         if self.r_ohm > 0:
-            reach = (self.rail_mv * 1000) // self.r_ohm + _HEADROOM_UA
-            if sp_ua > reach:
-                sp_ua = reach
+            push = (self.rail_mv * 1000) // self.r_ohm
+            if sp_ua > push + _HEADROOM_UA:
+                sp_ua = push + _HEADROOM_UA
                 capped = True
         sat = self._sat
         if sat:
@@ -137,8 +143,6 @@ class Regulator:
         e = sp_ua - i_ua
         prev = self.u_ua
         du = prev - self._u_prev           # the command change whose effect is in di
-        di = i_ua - self._i_prev
-        dv = v_mv - self._v_prev
         self._u_prev = prev
         self._i_prev = i_ua
         self._v_prev = v_mv
@@ -271,7 +275,9 @@ class Regulator:
             u = 0
         self.limited = sat or capped or pinned
         if not sat:
-            self.flow_ua = i_ua
+            # capped: what the rail pushes through the load, so that the session's
+            # bumpless setpoint holds at the cap and not at a current that dipped
+            self.flow_ua = push if capped and push > i_ua else i_ua
         # Integrate only where it cannot wind up: not railed, and the command not held
         # by the slew limit or a clamp.
         if u == raw and not sat:

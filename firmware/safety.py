@@ -10,8 +10,8 @@ duty the HAL actually applied (average x 100 / duty) and must stay below TRIP_AB
 
 from micropython import const
 
-from limits import (DISABLED_MAX_UA, ENV_MARGIN_UA, ENV_SLOPE_UA_S, OPEN_UA, OPEN_V_PCT,
-                    SHORT_OHM, TRIP_ABS_UA)
+from limits import (DISABLED_MAX_UA, ENV_HOLD_US, ENV_MARGIN_UA, ENV_SLOPE_UA_S, OPEN_UA,
+                    OPEN_V_PCT, SHORT_OHM, TRIP_ABS_UA)
 
 OK = const(0)
 F_OVERCURRENT = const(1)   # current above the trip level
@@ -70,6 +70,8 @@ class Safety:
         self.cap_ms = 0
         self.energized_ms = 0
         self._base_ua = 0
+        self._hold_ua = 0
+        self._hold_us = 0
         self._odd = 0
         self._plaus_code = 0
 
@@ -77,6 +79,8 @@ class Safety:
         """Deliberate fault reset (user/host): only clears the latch; output stays off."""
         self.fault = OK
         self._base_ua = 0
+        self._hold_ua = 0
+        self._hold_us = 0
         self._odd = 0
 
     def check(self, dt_us, dt_ms, i_ua, v_mv):
@@ -99,15 +103,26 @@ class Safety:
             f = F_SENSOR
         elif enabled:
             # Envelope: the current may follow the fastest legitimate ramp from the
-            # lowest level it was recently at, plus a margin; a jump beyond is a fault.
+            # lowest level it was recently at, or come back to the level it held within
+            # ENV_HOLD_US (a dip, e.g. a rail step through the skin's capacitance), plus
+            # a margin; a jump beyond both is a fault.
             base = self._base_ua + (ENV_SLOPE_UA_S * dt_us) // 1000000
-            if i_ua > base + ENV_MARGIN_UA:
+            hold = self._hold_ua
+            if i_ua > (base if base > hold else hold) + ENV_MARGIN_UA:
                 f = F_ENVELOPE
             elif i_ua >= _SHORT_MIN_UA and v_mv * 1000 < SHORT_OHM * i_ua:
                 f = F_SHORT
             elif dt_us > self._overrun_us:
                 f = F_OVERRUN
             self._base_ua = i_ua if i_ua < base else base
+            if i_ua >= hold:
+                self._hold_ua = i_ua
+                self._hold_us = ENV_HOLD_US
+            else:
+                self._hold_us -= dt_us
+                if self._hold_us <= 0:          # held too long ago: the level now
+                    self._hold_ua = i_ua
+                    self._hold_us = ENV_HOLD_US
             if self._plaus_code and hal.ref_code >= self._plaus_code \
                     and i_ua < OPEN_UA and v_mv < self._open_mv:
                 self._odd += 1
@@ -122,6 +137,7 @@ class Safety:
                     f = f or F_HARD_CAP
         else:
             self._base_ua = 0
+            self._hold_ua = 0
             if i_ua > DISABLED_MAX_UA:
                 self._odd += 1
                 if self._odd >= 2:
