@@ -211,9 +211,9 @@ class Client:
         sent) for a line longer than the device reads."""
         self._line(0, cmd, fields)                  # refuse an oversized line up front
         self.timeout_used = self.timeout if timeout is None else timeout
+        self._last_garbage = None
         if not self.synced:
             self.drain()
-            self._last_garbage = None
             # a random id: another host's request is most unlikely to have used it
             fid = random.randrange(1, ID_MAX + 1)
             if cmd == "identify" and not fields:    # the request is its own fence
