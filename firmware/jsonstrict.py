@@ -9,6 +9,8 @@ that NaN/Infinity are refused and nesting is bounded (MAX_DEPTH).
 `loads(text)` returns the value or raises ValueError with a short reason and the
 character position. `utf8_ok(data)` is a strict UTF-8 check (no overlongs, surrogates
 or code points above U+10FFFF: MicroPython's decoder lets those through).
+`ascii_escape(data)` makes json.dumps output ASCII (\\uXXXX escapes): the protocol's
+replies are ASCII on every port, whatever a request's strings held.
 Runs outside the control step; it may allocate.
 """
 
@@ -213,3 +215,57 @@ def _hex4(s, i, n):
         if s[k] not in _HEX:
             raise _err("bad \\u escape", i)
     return int(s[i:i + 4], 16), i + 4
+
+
+def ascii_escape(data):
+    """JSON text `data` (bytes) as ASCII: every non-ASCII character written as a \\uXXXX
+    escape (UTF-16: a character above U+FFFF as two escapes; a lone surrogate as its own
+    escape, which JSON allows). `data` is what json.dumps(...).encode() gives: CPython's
+    is ASCII already (returned as it is), MicroPython's json.dumps writes the characters of
+    a str as its UTF-8 bytes, a lone surrogate (from a "\\ud800" escape in the request)
+    as the 3 bytes ED A0 80, which no UTF-8 decoder accepts. Non-ASCII bytes in json.dumps
+    output only occur inside strings, where an escape means the same character. A byte
+    that starts no well-formed sequence becomes \\ufffd. Allocates (a reply dict's path,
+    never a flat request's)."""
+    if not data or max(data) < 0x80:
+        return data
+    out = bytearray()
+    n = len(data)
+    i = 0
+    while i < n:
+        b = data[i]
+        if b < 0x80:
+            j = i + 1
+            while j < n and data[j] < 0x80:
+                j += 1
+            out += data[i:j]
+            i = j
+            continue
+        if b >= 0xF8 or b < 0xC0:
+            k = 0
+            cp = 0xFFFD              # a stray continuation byte or no lead byte at all
+        elif b >= 0xF0:
+            k = 3
+            cp = b & 0x07
+        elif b >= 0xE0:
+            k = 2
+            cp = b & 0x0F
+        else:
+            k = 1
+            cp = b & 0x1F
+        i += 1
+        while k:
+            if i >= n or data[i] & 0xC0 != 0x80:
+                cp = 0xFFFD          # cut short
+                break
+            cp = (cp << 6) | (data[i] & 0x3F)
+            i += 1
+            k -= 1
+        if cp > 0x10FFFF:
+            cp = 0xFFFD
+        if cp >= 0x10000:
+            cp -= 0x10000
+            out += ("\\u%04x\\u%04x" % (0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF))).encode()
+        else:
+            out += ("\\u%04x" % cp).encode()
+    return bytes(out)

@@ -6,6 +6,10 @@ once with E_TOO_LONG. Every line, even an empty one, gets exactly one reply:
     {"id": <the request's id or null>, "ok": true, ...command fields}
     {"id": ..., "ok": false, "error": {"code": "E_...", "msg": "..."}}
 Events the host did not ask for (telemetry) carry "t" and never "id".
+Every reply is ASCII (valid UTF-8 and JSON): a character of the request echoed in a
+reply (an unknown command or field name, a refused choice) is written as a \\uXXXX
+escape, a lone surrogate too (jsonstrict.ascii_escape; the flat and preallocated lines
+hold printable ASCII only).
 
 Each line is checked in this order: UTF-8 (E_UTF8), strict JSON (E_JSON, see jsonstrict),
 a JSON object (E_JSON), "id" (E_TYPE; optional, an integer 0..2**31-1), "cmd" (E_MISSING,
@@ -292,8 +296,11 @@ class Protocol:
 
     # ---- output -----------------------------------------------------------------------
     def _send(self, obj):
+        """Send a reply dict as one line of ASCII JSON: strings that echo the request
+        (an unknown command or field, a choice refused) may hold any character, and
+        MicroPython's json.dumps writes them raw (jsonstrict.ascii_escape)."""
         try:
-            data = json.dumps(obj).encode() + _LF
+            data = jsonstrict.ascii_escape(json.dumps(obj).encode()) + _LF
         except Exception as e:
             if isinstance(e, MemoryError):
                 raise e           # the caller answers busy()

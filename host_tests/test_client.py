@@ -29,6 +29,8 @@ class DevicePort:
         self.now = 0.0
         self.timeout = None
         self.closed = False
+        self.in_flight = bytearray()       # device -> host, not yet arrived (after a drain)
+        self.written = []
         if answer:
             rig.app._reader = self
 
@@ -41,7 +43,10 @@ class DevicePort:
 
     # the host's side (pyserial API)
     def write(self, data):
+        self.written.append(bytes(data))
         self.to_device += data
+        self.rx += self.in_flight          # sent by the device before it saw this line
+        self.in_flight[:] = b""
         return len(data)
 
     @property
@@ -132,28 +137,146 @@ def test_timeout_in_virtual_time():
 
 def test_garbage_and_stale_replies():
     c, port = client_for()
-    port.rx += b"MicroPython v1.27.0 on 2025-12-10; Raspberry Pi Pico\r\n"
-    with pytest.raises(ProtocolError):
-        c.status()
-    c.drain()
+    port.rx += b"MicroPython v1.27.0 on 2025-12-10; Raspberry Pi Pico\r\n"   # before connecting
+    port.in_flight += b"MPY: soft reboot\r\n"             # arrives after the drain
+    # the first request clears the line: newline, a fence (identify), then the request
+    assert c.status()["state"] == "IDLE" and c.synced and c.garbage == 1
+    assert port.written[0].startswith(b'\n{"id":') and b'"cmd":"identify"' in port.written[0]
     port.rx += b'{"id": 999, "ok": true, "state": "OLD"}\n'     # a late reply to an old id
     port.rx += b'{"t": "tel", "ms": 1}\n'
-    # skipped: the reply to the status cut short by the garbage, and id 999
-    assert c.status()["state"] == "IDLE" and c.stale == 2
+    stale = c.stale
+    assert c.status()["state"] == "IDLE" and c.stale == stale + 1
+    # another program's id-less error is never taken as ours, in lockstep or not
     port.rx += b'{"id": null, "ok": false, "error": {"code": "E_JSON", "msg": "x"}}\n'
-    with pytest.raises(DeviceError):
+    assert c.status()["state"] == "IDLE" and c.stale == stale + 2
+    # in lockstep, garbage is reported (the board rebooted, or another program talks here)
+    port.rx += b"Traceback (most recent call last):\r\n"
+    with pytest.raises(ProtocolError):
         c.status()
+    assert not c.synced
+    assert c.status()["state"] == "IDLE" and c.synced   # the next request clears the line again
     c.drain()
     port.rx += b'{"id": 5, "ok": false}\n'
     c._id = 4
+    c.synced = True
     with pytest.raises(ProtocolError):
         c.status()
     c.drain()
+    c.synced = True
     port.rx += b"\xff" * 70000
     with pytest.raises(ProtocolError):
         c.status()
-    c.drain()
     assert c.identify()["board"] == "sim"
+
+
+def test_an_id_less_busy_reply_in_lockstep_is_ours():
+    """During a session a line that is not flat gets E_BUSY with id null: in lockstep the
+    client knows it answers its own line; before the line is cleared it cannot."""
+    rig = Rig(skin_ohm=1000.0)
+    rig.ok("start", target_ua=9000, duration_s=300)
+    c, port = client_for(rig)
+    assert c.status()["state"] in ("WAIT_CONTACT", "RAMP_UP")
+    with pytest.raises(DeviceError) as e:
+        c.request("status", x=1.5)                     # a float: not flat
+    assert e.value.code == "E_BUSY" and e.value.reply["id"] is None
+    assert c.status()["state"] in ("WAIT_CONTACT", "RAMP_UP")
+    c.drain()                                          # not in lockstep: E_BUSY is skipped
+    port.rx += (b'{"id": null, "ok": false, "error": {"code": "E_BUSY", "msg": "x"}}\n')
+    assert c.status()["state"] in ("WAIT_CONTACT", "RAMP_UP") and c.stale >= 1
+
+
+# ---- stale bytes of every kind before a request: 0 failed requests ----------------------------
+
+# what the device may have read before this host's first line: half lines, mpremote's
+# control bytes (Ctrl-A raw REPL, Ctrl-B, Ctrl-C, Ctrl-D, Ctrl-E paste mode) and code
+DEVICE_STALE = [b'{"id":3,"cmd":"sta', b'{"id":3,"cmd":"status","x":"\xc3', b"\x01", b"\x02",
+                b"\x03", b"\x04", b"\x05", b"\r\x03\x03", b"\r\x01", b"\x05A\x01",
+                b"import os\r\nprint(os.listdir())\x04", b"x" * 300, b"\xff\xfe",
+                b'{"id":77,"cmd":"identify"}\n', b'{"cmd":"status"}\n{"id":9,"cm', b"\r\n\r\n"]
+# what reaches this host after it opened the port (in flight before its first line): the
+# device's telemetry, half lines, replies to another program (with and without an id),
+# mpremote's REPL text
+HOST_STALE = [b'{"t": "tel", "ms": 81235, "state": "TREAT", "sp_ua": 15000, "i_ua": 14987}\n' * 30,
+              b'_ua": 14987, "v_mv": 41230, "lim": false, "fault": "ok"}\n', b'{"t": "tel", "ms": 8',
+              b'{"id": null, "ok": false, "error": {"code": "E_JSON", "msg": "invalid"}}\n',
+              b'{"id": null, "ok": false, "error": {"code": "E_BUSY", "msg": "not flat"}}\n',
+              b'{"id": null, "ok": false, "error": {"code": "E_TOO_LONG", "msg": "x"}}\n',
+              b'{"id": 1, "ok": true, "state": "OLD"}\n', b'{"id": 2, "ok": false, "error": '
+              b'{"code": "E_STATE", "msg": "x"}}\n', b"raw REPL; CTRL-B to exit\r\n>",
+              b"OK\x04\x04>", b"MicroPython v1.27.0 on 2025-12-10; Raspberry Pi Pico\r\n>>> ",
+              b"\x00\xff\xfe garbage", b"Traceback (most recent call last):\r\n"]
+STALE_RESULTS = {"trials": 0, "requests": 0, "failed": [], "stale": 0, "garbage": 0}
+
+
+def _stale_bases():
+    idle = Rig(skin_ohm=1000.0)
+    treat = Rig(skin_ohm=1000.0)
+    treat.ok("start", target_ua=9000, duration_s=900)
+    treat.ok("telemetry", on=True, hz=50)
+    assert treat.until(sm.TREAT, 60)
+    treat.out[:] = []
+    return {"idle": idle, "treat": treat}
+
+
+def _stale_trial(bases, base, device_bytes, host_bytes, pending, first_id):
+    import copy
+    memo = {id(m): m for m in list(sys.modules.values())}
+    rig = copy.deepcopy(bases[base], memo)
+    port = DevicePort(rig)
+    rig.app.feed(device_bytes[:len(device_bytes) // 2])    # read by the device already
+    port.to_device += device_bytes[len(device_bytes) // 2:]  # waiting for it
+    port.rx += pending                                       # waiting for this host
+    port.in_flight += host_bytes                             # arriving after it opened
+    c = Client(port, timeout=2.0, clock=lambda: port.now, first_id=first_id)
+    jobs = [("status", {}), ("identify", {}), ("status", {})]
+    jobs.append(("start", {"target_ua": 30000}) if base == "idle" else ("adjust", {"target_ua": 9500}))
+    for cmd, fields in jobs:
+        STALE_RESULTS["requests"] += 1
+        try:
+            r = c.request(cmd, **fields)
+            good = (r.get("state") == sm.NAMES[rig.ctrl.session.state] if cmd == "status"
+                    else r.get("board") == "sim" if cmd == "identify"
+                    else r.get("target_ua") == 9500)
+        except DeviceError as e:
+            good = cmd == "start" and e.code == "E_RANGE"
+            r = e
+        except Exception as e:            # a failed request: Timeout, ProtocolError...
+            good, r = False, e
+        if not good:
+            STALE_RESULTS["failed"].append((base, device_bytes[:40], host_bytes[:40],
+                                            pending[:40], cmd, repr(r)[:120]))
+    STALE_RESULTS["trials"] += 1
+    STALE_RESULTS["stale"] += c.stale
+    STALE_RESULTS["garbage"] += c.garbage
+
+
+def test_stale_bytes_of_every_kind_before_a_request_fail_no_request():
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    bases = _stale_bases()
+    pieces = lambda kinds: st.lists(st.sampled_from(kinds), max_size=4).map(b"".join)  # noqa
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(base=st.sampled_from(sorted(bases)), device_bytes=pieces(DEVICE_STALE),
+           host_bytes=pieces(HOST_STALE), pending=pieces(HOST_STALE),
+           first_id=st.sampled_from([1, 2, 77, 9, 1000, 2 ** 31 - 2]))
+    def run(base, device_bytes, host_bytes, pending, first_id):
+        _stale_trial(bases, base, device_bytes, host_bytes, pending, first_id)
+    # every kind alone first, then hypothesis' mixes
+    for base in sorted(bases):
+        for k in DEVICE_STALE:
+            _stale_trial(bases, base, k, b"", b"", 1)
+        for k in HOST_STALE:
+            _stale_trial(bases, base, b"", k, b"", 1)
+            _stale_trial(bases, base, b"", b"", k, 1)
+    run()
+    res = STALE_RESULTS
+    print("stale bytes: %d trials, %d requests, %d failed; %d stale replies and %d garbage "
+          "lines skipped" % (res["trials"], res["requests"], len(res["failed"]), res["stale"],
+                             res["garbage"]))
+    assert res["failed"] == [], res["failed"][:5]
+    assert res["trials"] >= 200 and res["stale"] > 100 and res["garbage"] > 50
 
 
 def test_requests_longer_than_the_device_takes_are_refused_before_sending():
@@ -176,8 +299,12 @@ def test_read_log_pages_through_everything():
 
 def test_loop_url_echo_is_not_a_reply():
     c = Client("loop://", timeout=0.5)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(Timeout) as e:
         c.status()                                    # loop:// echoes the request itself
+    assert b'"cmd":"identify"' in e.value.garbage and "not the protocol" in str(e.value)
+    c.synced = True                                   # in lockstep an echo is an error
+    with pytest.raises(ProtocolError):
+        c.status()
     c.close()
 
 
@@ -218,5 +345,40 @@ def test_real_pyserial_on_a_pty():
     finally:
         stop.set()
         t.join(2)
+        os.close(master)
+        os.close(slave)
+
+
+def test_the_port_is_opened_exclusively_and_a_holder_is_named():
+    import subprocess
+    from tools import cli
+    from tools.client import PortInUse
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import serial, sys\n"
+         "s = serial.Serial(sys.argv[1], exclusive=True)\nprint('held', flush=True)\n"
+         "sys.stdin.read()\n", name],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(PortInUse) as e:
+            Client(name, timeout=0.5)
+        msg = str(e.value)
+        assert msg.startswith("%s is in use by another program (pid %d: " % (name, holder.pid)), msg
+        assert "close it" in msg
+        with pytest.raises(cli.NoDevice) as e:          # the tools say the same, exit 2
+            cli.open_client(name, 0.5)
+        assert "is in use by another program" in str(e.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    c = Client(name, timeout=0.5)                        # free again: ours, exclusively
+    try:
+        with pytest.raises(PortInUse) as e:
+            Client(name, timeout=0.5)                    # a second client of this process too
+        assert "in use by another program" in str(e.value)
+    finally:
+        c.close()
         os.close(master)
         os.close(slave)

@@ -328,7 +328,9 @@ def test_a_plain_micropython_repl_is_refused_with_exit_2():
     assert "does not answer as this firmware within 2 s" in err
     assert "not with this firmware's protocol" in err
     assert 2.0 <= port.now < 2.5
-    assert 3 <= port.writes <= 10, "asks again only once the REPL went quiet, never floods it"
+    # the client skips text that is not the protocol until its line is cleared (an answer
+    # may follow stale bytes), so each attempt waits out its second: 2 in 2 s
+    assert 2 <= port.writes <= 10, "asks again only once the REPL went quiet, never floods it"
 
 
 def test_another_protocol_version_or_no_identify_is_refused_with_exit_2():

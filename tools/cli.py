@@ -30,7 +30,8 @@ What it gives every tool, the same way:
   Expected failures print one `error: ...` line on stderr, never a traceback. flash and
   check use the same numbers (flash: 2 = refused before anything was written).
 * Port problems in the same words from every tool (`port_problem`): "PORT does not
-  exist", "PORT is busy", "permission denied on PORT"; a running virtual board is
+  exist", "PORT is busy", "PORT is in use by another program (pid ...)" (ports are
+  opened exclusively, as mpremote opens them), "permission denied on PORT"; a running virtual board is
   suggested with its name (`no_vboard_text`).
 * `entry(main)`: what `python -m tools.X` runs. Ctrl-C anywhere prints one line
   ("interrupted") and exits 130; a closed stdout (`... | head`) ends the tool quietly.
@@ -178,13 +179,15 @@ def open_client(port, timeout=DEFAULT_TIMEOUT, opener=None):
     problem = port_problem(port)
     if problem:
         raise NoDevice(problem)
-    from tools.client import Client
+    from tools.client import Client, PortInUse
     try:
         import serial
     except ImportError:
         raise CliError("pyserial is not installed (make venv, or pip install pyserial)")
     try:
         return Client(port, timeout=timeout)
+    except PortInUse as e:
+        raise NoDevice(str(e))
     except (serial.SerialException, OSError, ValueError) as e:
         raise NoDevice("cannot open %s: %s" % (port, _reason(e)))
 
@@ -202,8 +205,13 @@ def identify(dev, timeout=DEFAULT_TIMEOUT, label="the port"):
         dev.drain()
         try:
             ident = dev.request("identify", timeout=min(left, 1.0))
-        except Timeout:
-            last = "nothing answered" if last is None else last
+        except Timeout as e:
+            if e.garbage is not None:
+                last = "it answers, but not with this firmware's protocol (%r)" % (
+                    e.garbage[:80],)
+                _wait_quiet(dev, QUIET_S, deadline)   # never flood what might be a REPL
+            else:
+                last = "nothing answered" if last is None else last
             continue
         except ProtocolError as e:
             last = "it answers, but not with this firmware's protocol (%s)" % e

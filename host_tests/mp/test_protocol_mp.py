@@ -1,5 +1,6 @@
 """The protocol on MicroPython (unix and WebAssembly ports): framing, strict UTF-8/JSON
-where MicroPython's own decoder and json are lenient, commands, a fuzz sample, and the
+where MicroPython's own decoder and json are lenient, ASCII replies where its json.dumps
+writes characters raw, commands, a fuzz sample, and the
 bounded work per poll under an input flood (timed by flood.main, see test_protocol_on_vms).
 
 MicroPython-compatible: run by mptest through host_tests/test_protocol_on_vms.py.
@@ -53,6 +54,32 @@ def test_strict_utf8_and_json():
         refused(rig, line, "E_JSON")
     assert rig.send_line(b'{"cmd":"status","id":7,"x":"\\u00e9\\ud83d\\ude00"}')[0]["error"][
         "code"] == "E_UNKNOWN_FIELD"
+
+
+# odd characters in every echoed place: cmd, field names, choices, ids (issue 15)
+ODD_LINES = (b'{"id":1,"cmd":"\\ud800"}', b'{"id":2,"cmd":"caf\xc3\xa9"}',
+             b'{"id":3,"cmd":"status","\\udfff":1}', b'{"id":4,"cmd":"\\ud83d\\ude00x"}',
+             b'{"id":5,"cmd":"start","profile":"\\udbff\\u0001\xe2\x80\xa8"}',
+             b'{"id":"\\ud800","cmd":"status"}', b'{"id":6,"cmd":"\\u0000\\u001f\\"\\\\"}',
+             b'{"id":7,"cmd":"status","\xf4\x8f\xbf\xbf\\uDC00":"\\uD800"}')
+
+
+def test_replies_are_ascii():
+    rig = Rig()
+    for line in ODD_LINES:
+        rig.out[:] = []
+        rig.app.feed(line + b"\n")
+        assert len(rig.out) == 1, (line, rig.out)
+        data = rig.out[0]
+        for b in data:
+            assert b < 0x80, (line, data)
+        r = json.loads(data.decode())
+        assert r["ok"] is False and r["error"]["code"] != "E_INTERNAL", (line, r)
+    rig.out[:] = []
+    rig.app.feed(ODD_LINES[0] + b"\n")
+    r = json.loads(rig.out[0])
+    assert r["id"] == 1 and r["error"]["code"] == "E_UNKNOWN_CMD", r
+    assert b"unknown command '\\ud800'" in rig.out[0], rig.out     # the echo, escaped
 
 
 def test_commands():
