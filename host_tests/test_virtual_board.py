@@ -366,12 +366,19 @@ def _vm_gone(pid):
 def test_the_interpreter_dies_with_its_host_program_even_on_sigkill(tmp_path):
     require_tools()
     import signal
+    from emulators.vboard.daemon import _catches_sigint
     vb = start_board(tmp_path / "orphan", name="orphan")
     try:
+        # firmware that never touches the console (a treatment loop): without the fix it
+        # ran on after its host program's death, with no port (an idle REPL died anyway
+        # on the closed console)
+        write_flash(vb, "main.py", "import time\nopen('looping', 'w').close()\n"
+                                   "while True:\n    time.sleep_ms(5)\n")
         vb.hard_reset()                     # an interpreter from a restart must die too
         st = vb.state()
         vm = st["vm_pid"]
-        assert not _vm_gone(vm)
+        wait_for(lambda: (vb.flash / "looping").exists() and _catches_sigint(vm),
+                 what="main.py's loop to run")
         os.kill(st["pid"], signal.SIGKILL)  # no handler, no clean-up: only the kernel acts
         wait_for(lambda: _vm_gone(vm), timeout=20, what="interpreter %d to die" % vm)
         # and the flash folder is free again at once: the same board starts

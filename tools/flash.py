@@ -432,8 +432,12 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             return EXIT_FAILED
         say("  verified: %d files match the manifest" % len(image.files))
     if reset:
-        r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True)
-        if r.ok:
+        # an emulated board that powers up (from this reset, or from a power cut since the
+        # probe) has reset: mpremote is not left waiting on a board that is already
+        # booting the firmware (a power cut here kept it waiting 45 s on the virtual board)
+        r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True,
+                     abort=watch if vb is not None else None)
+        if r.ok or r.aborted:
             say("  reset: " + _wait_firmware(port, BOOT_TIMEOUT * timeout_scale))
         else:
             say("  reset failed (%s): reset the board by hand" % r.reason())
