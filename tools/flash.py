@@ -112,6 +112,8 @@ class ResetWatch:
         self.vb = vb
         self.t0 = time.monotonic()
         self.base = self._boots(vb.state()) if vb is not None else None
+        # a path that exists now (not a URL, not a Windows COMn name) can vanish
+        self.path = port if "://" not in port and os.path.exists(port) else None
         self.what = None
         self.at = None
 
@@ -133,7 +135,7 @@ class ResetWatch:
             if self.base is not None and boots is not None and boots != self.base:
                 return "the board reset (rebooted: power-up)"
             return None
-        if "://" not in self.port and not os.path.exists(self.port):
+        if self.path is not None and not os.path.exists(self.path):
             return "the port %s vanished (the board reset or was unplugged)" % self.port
         return None
 

@@ -96,7 +96,8 @@ class VirtualBoard(EmulatedBoard):
             raise BoardError(
                 "virtual board %s already runs (host pid %s) but its state folder %s has no "
                 "state.json (was build/ removed under it?): stop it first: %s"
-                % (self.name, d["pid"], self.state_dir, lock.stop_hint(self.name, d["state"], d["pid"])))
+                % (self.name, d["pid"], self.state_dir,
+                   lock.stop_hint(self.name, d["state"], d["pid"])))
         holder = lock.busy(self.flash)
         if holder is not None:
             raise BoardError(lock.describe_busy(self.flash, holder))
