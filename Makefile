@@ -47,7 +47,7 @@ help:
 	@echo "  1 the job failed, 2 no device / refused before anything changed, 130 interrupted."
 	@echo "make provision [PORT=...] CODE=... [RX=\"target_ua=12000 duration_s=900\"] [NEW_CODE=...]"
 	@echo "                     set the board's clock, write the prescription, change the technician code"
-	@echo "make clean           remove $(VENV), node_modules, build and output files"
+	@echo "make clean           stop running virtual boards; remove $(VENV), node_modules, build and output files (out/calibration is kept)"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -119,8 +119,20 @@ test-hil: $(STAMP) $(NODE_STAMP)
 	    echo "make test-hil: PORT=$(PORT) is a real board: name its board file, e.g. make test-hil PORT=$(PORT) BOARD=pico (boards: pico, esp32)" >&2; exit 2; fi
 	PORT=$(PORT) BOARD=$(BOARD) $(PY) -m pytest -q -m hil
 
+# the Python that stops boards: the venv's, or the system's once the venv is gone (stopping
+# needs only the standard library)
+BOARD_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+# running boards are stopped first (found by their host programs' command lines, so
+# also those whose build/ folder is already gone); out/calibration/ is kept: calibration
+# reports are audit records
+CLEAN_BOARDS = $(BOARD_PY) -m tools.virtual_board stop --all && \
+	{ [ ! -d build/vpico ] || $(BOARD_PY) -m emulators.vpico stop --all; }
 clean:
-	rm -rf $(VENV) node_modules build $(OUT) .pytest_cache .hypothesis
+	@$(CLEAN_BOARDS)
+	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis
+	@if [ -d $(OUT) ]; then find $(OUT) -mindepth 1 -maxdepth 1 ! -name calibration -exec rm -rf {} +; \
+	    if [ -d $(OUT)/calibration ]; then echo "kept $(OUT)/calibration/ (calibration reports are audit records)"; \
+	    else rmdir $(OUT); fi; fi
 
 # ---- the virtual board, flashing and checking boards (docs/flashing.md) --------------------
 VBOARD ?= sim
@@ -128,8 +140,9 @@ VBOARD ?= sim
 sim: $(STAMP)
 	@$(PY) -m tools.virtual_board start --name $(VBOARD) $(if $(TCP),--tcp $(TCP))
 
+# works after make clean too: the board is found by its host program's command line
 sim-stop:
-	@if [ -x $(PY) ]; then $(PY) -m tools.virtual_board stop --name $(VBOARD) $(if $(ALL),--all); fi
+	@$(BOARD_PY) -m tools.virtual_board stop --name $(VBOARD) $(if $(ALL),--all)
 
 # ---- the emulated Raspberry Pi Pico (docs/emulated_pico.md) --------------------------------
 PICO ?= pico

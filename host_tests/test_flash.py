@@ -276,3 +276,71 @@ def test_manifest_is_deterministic_and_lists_what_the_board_needs(tmp_path):
     with pytest.raises(mf.ManifestError):
         mf.sources("nope")
     assert mf.mpy_version(2822) == "6.3" and mf.version_tuple([1, 29, 0, "preview"]) == (1, 29, 0)
+
+
+# ---- a board that resets during the flash (issue 15) ----------------------------------------
+
+def test_a_power_cut_during_the_flash_is_named_at_once_and_a_reflash_repairs_it(board):
+    """The board loses power in the middle of `python -m tools.flash`: the tool stops within
+    seconds (not mpremote's minutes of waiting), says the board reset during the flash and
+    to flash again; the files it had copied are whole, nothing else on the board was
+    touched, and the next flash completes."""
+    assert run_tool("flash", "--vboard", board.name).returncode == 0
+    committed = board.flash / "data" / "pytest_committed.rec"
+    committed.parent.mkdir(exist_ok=True)
+    committed.write_bytes(os.urandom(3000))         # a record the board had written
+    before = {p.relative_to(board.flash): p.read_bytes()
+              for p in (board.flash / "data").rglob("*") if p.is_file()}
+    image = mf.Image("sim")
+    for name in image.files:                        # every file to send again
+        (board.flash / name).unlink(missing_ok=True)
+    board.hard_reset()
+    proc = subprocess.Popen([sys.executable, "-m", "tools.flash", "--vboard", board.name],
+                            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    copied, cut_at = [], None
+    try:
+        for line in proc.stdout:                    # cut once the copy is under way
+            if line.lstrip().startswith("["):
+                copied.append(line.split()[-3])     # "[ n/N] name size unit"
+                if len(copied) == 3:
+                    board.hard_reset()              # the power cut (SIGUSR1 to the daemon)
+                    cut_at = time.monotonic()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert cut_at is not None, "the flash ended before the cut"
+    after_cut = time.monotonic() - cut_at
+    assert proc.returncode == 1, err
+    assert "reset (rebooted" in err and "during the copy" in err and "run the flash again" in err
+    # measured 0.0-0.2 s after the cut; the bound is generous for loaded CI machines
+    assert after_cut < 30, "the flash took %.1f s to notice the reset" % after_cut
+    for name in copied:                             # what it had copied is whole
+        path = board.flash / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == image.hashes[name], name
+    r = run_tool("flash", "--vboard", board.name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verified" in r.stdout
+    status, rows = check_rows(vboard=board.name)
+    assert status == 0, rows
+    for rel in before:                              # nothing committed was lost
+        assert (board.flash / rel).is_file(), rel
+    assert committed.read_bytes() == before[committed.relative_to(board.flash)]
+
+
+def test_an_mpremote_call_is_stopped_by_its_abort_hook():
+    """tools/remote.py: abort() is polled while mpremote waits (here on a port that never
+    answers) and ends the call with its reason, long before the call's timeout."""
+    require_tools()
+    master, slave = pty.openpty()
+    try:
+        t0 = time.monotonic()
+        r = mpremote(os.ttyname(slave), ["exec", "print(1)"], timeout=300,
+                     abort=lambda: time.monotonic() - t0 > 1.0 and "the board reset")
+        assert not r.ok and r.aborted == "the board reset" and r.reason() == "the board reset"
+        assert not r.timed_out and r.elapsed < 60
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -353,3 +353,128 @@ def test_poll_control_applies_changes_and_keeps_the_load_on_a_bad_file(sim, tmp_
     hw2 = sim.build()                        # a new plant gets the same file
     sim.poll_control()
     assert hw2.plant.contact is True and sim.control_error is None
+
+
+# ---- the virtual board as a board: no orphan interpreter, one firmware per flash folder,
+# ---- stop after make clean (issue 15) -------------------------------------------------------
+
+def _vm_gone(pid):
+    from emulators.board import alive
+    return not alive(pid)
+
+
+def test_the_interpreter_dies_with_its_host_program_even_on_sigkill(tmp_path):
+    require_tools()
+    import signal
+    from emulators.vboard.daemon import _catches_sigint
+    vb = start_board(tmp_path / "orphan", name="orphan")
+    try:
+        # firmware that never touches the console (a treatment loop): without the fix it
+        # ran on after its host program's death, with no port (an idle REPL died anyway
+        # on the closed console)
+        write_flash(vb, "main.py", "import time\nopen('looping', 'w').close()\n"
+                                   "while True:\n    time.sleep_ms(5)\n")
+        vb.hard_reset()                     # an interpreter from a restart must die too
+        st = vb.state()
+        vm = st["vm_pid"]
+        wait_for(lambda: (vb.flash / "looping").exists() and _catches_sigint(vm),
+                 what="main.py's loop to run")
+        os.kill(st["pid"], signal.SIGKILL)  # no handler, no clean-up: only the kernel acts
+        wait_for(lambda: _vm_gone(vm), timeout=20, what="interpreter %d to die" % vm)
+        # and the flash folder is free again at once: the same board starts
+        st2 = start_board(tmp_path / "orphan", name="orphan").state()
+        assert st2["pid"] != st["pid"]
+    finally:
+        vb.stop()
+
+
+def test_one_firmware_per_flash_folder(tmp_path):
+    require_tools()
+    import subprocess
+    from emulators.vboard import BoardError
+    vb = start_board(tmp_path / "first", name="first")
+    try:
+        st = vb.state()
+        # a second host program on the same flash folder refuses (exit 3), naming the board
+        r = subprocess.run([sys.executable, "-m", "emulators.vboard.daemon", "--state",
+                            str(tmp_path / "second"), "--flash", str(vb.flash)],
+                           cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3, r.stderr
+        assert "in use by virtual board first" in r.stderr and str(st["pid"]) in r.stderr
+        assert "stop it first" in r.stderr
+        # the board lost its state file (a folder cleaned under it): start refuses too,
+        # instead of starting a second firmware on the same files
+        (vb.state_dir / "state.json").unlink()
+        with pytest.raises(BoardError) as e:
+            VirtualBoard("first", tmp_path / "first").start(owner=os.getpid())
+        assert "already runs" in str(e.value) and str(st["pid"]) in str(e.value)
+        assert len(vb.daemons()) == 1
+    finally:
+        assert vb.stop()                    # found by its command line: no state file
+    assert not vb.daemons() and _vm_gone(st["vm_pid"])
+
+
+def _make(*args, env_extra=None, cwd=ROOT, timeout=120):
+    import subprocess
+    env = dict(os.environ)
+    env.pop("MAKEFLAGS", None)
+    env.pop("MFLAGS", None)
+    env.update(env_extra or {})
+    return subprocess.run(["make", "-s", "--no-print-directory"] + list(args), cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_sim_stop_finds_a_board_after_its_build_folder_is_gone():
+    """make clean removes build/ (and the venv): make sim-stop still finds the board, by its
+    host program's command line, with the system's Python."""
+    require_tools()
+    import shutil
+    from emulators.vboard import STATE_ROOT
+    name = "pytest-clean-%d" % os.getpid()
+    vb = VirtualBoard(name)
+    st = vb.start(owner=os.getpid())
+    try:
+        shutil.rmtree(vb.state_dir)                 # what make clean did to it
+        assert vb.state() is None
+        r = _make("sim", "VBOARD=" + name)          # no second firmware
+        assert r.returncode != 0
+        assert "already runs" in r.stderr and "make sim-stop VBOARD=" + name in r.stderr, r.stderr
+        r = _make("sim-stop", "VBOARD=" + name, "PY=/nonexistent/python")   # no venv
+        assert r.returncode == 0, r.stderr
+        assert "virtual board %s: stopped" % name in r.stdout, r.stdout
+        wait_for(lambda: _vm_gone(st["pid"]) and _vm_gone(st["vm_pid"]), timeout=30,
+                 what="the board to stop")
+        r = _make("sim-stop", "VBOARD=" + name)
+        assert "was not running" in r.stdout
+    finally:
+        vb.stop()
+        shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
+
+def test_make_clean_stops_boards_first_and_keeps_calibration_reports(tmp_path):
+    """make clean on a copy of the Makefile (the real one would remove this checkout's venv):
+    the boards are stopped before anything is removed; out/calibration/ stays."""
+    import shutil
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for d in (".venv/bin", "node_modules/x", "build/vboard/sim/flash", "out/soak",
+              "out/calibration", ".hypothesis"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "out" / "demo_trace.csv").write_text("t\n")
+    report = tmp_path / "out" / "calibration" / "cal_e6614103_20250101.txt"
+    report.write_text("calibration report\n")
+    probe = "test -d build && echo BOARDS-STOPPED-WITH-BUILD-PRESENT"
+    r = _make("clean", "CLEAN_BOARDS=" + probe, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "BOARDS-STOPPED-WITH-BUILD-PRESENT" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "out"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["calibration"]
+    assert report.read_text() == "calibration report\n"
+    assert "kept out/calibration/" in r.stdout
+    # a failing stop refuses the clean: nothing removed
+    (tmp_path / "build").mkdir()
+    r = _make("clean", "CLEAN_BOARDS=false", cwd=tmp_path)
+    assert r.returncode != 0 and (tmp_path / "build").is_dir()
+    # and the real recipe stops boards with the tools' own command
+    r = _make("-n", "clean")
+    assert "tools.virtual_board stop --all" in r.stdout
+    assert r.stdout.index("stop --all") < r.stdout.index("rm -rf")

@@ -15,9 +15,19 @@ copies every changed file with main.py last, and writes the manifest; (3) one ca
 re-reads the hashes to verify; (4) `mpremote reset` starts the new firmware. With nothing
 changed, (2) and (3) are skipped: no file is sent.
 
-Exit status: 0 done; 1 the copy or the verification failed; 2 refused before anything
-was written (no such BOARD, the port does not answer, MicroPython too old, ...); 130
-interrupted (Ctrl-C: one line; during the copy it says to flash again).
+A board that resets under the flash (a power cut, a brown-out, a watchdog, someone
+pressing reset) is noticed within about a second and named: an emulated board by its
+power-up count, a real one by its port vanishing (USB re-enumerating) or, failing both,
+by the copy making no progress for STALL_S s plus the current file's size at
+STALL_RATE B/s. The tool then stops mpremote (which would wait for an answer that never
+comes) and says the board reset during the flash and to flash again: files already
+copied are whole (the next flash skips them by hash), nothing else on the board is
+touched, and main.py, removed first, is copied last.
+
+Exit status: 0 done; 1 the copy or the verification failed (or the board reset during
+them); 2 refused before anything was written (no such BOARD, the port does not answer,
+MicroPython too old, the board reset during the first probe, ...); 130 interrupted
+(Ctrl-C: one line; during the copy it says to flash again).
 Progress: `[n/N] file` is printed once that file has been copied.
 """
 
@@ -37,6 +47,9 @@ EXIT_INTERRUPTED = 130
 
 PROBE_TIMEOUT = 20.0
 BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
+STALL_S = 10.0           # the copy: no progress for this long (+ the file at STALL_RATE) ...
+STALL_RATE = 2000.0      # ... B/s, times the board's TIMEOUT_SCALE: it stopped answering
+RESET_GRACE_S = 1.5      # after a failed call: how long a reset has to show
 PROBE = r"""
 import sys, json
 try:
@@ -85,7 +98,65 @@ class Refused(Exception):
     """Refuse before writing anything: message, exit status 2."""
 
 
-def probe(port, names, timeout=PROBE_TIMEOUT, resume=False):
+class ResetWatch:
+    """Notices a board that reset (rebooted) or went away while the flash talks to it.
+
+    Emulated boards count their power-ups in their state file (the virtual board's
+    resets.power, the emulated Pico's boots): a change from the count at the start is a
+    reset. A real board's port that vanishes (a USB board re-enumerating after a reset,
+    or unplugged) is one too. Call it (as mpremote's abort hook): None, or what
+    happened; once it has happened it stays so."""
+
+    def __init__(self, port, vb):
+        self.port = port
+        self.vb = vb
+        self.t0 = time.monotonic()
+        self.base = self._boots(vb.state()) if vb is not None else None
+        # a path that exists now (not a URL, not a Windows COMn name) can vanish
+        self.path = port if "://" not in port and os.path.exists(port) else None
+        self.what = None
+        self.at = None
+
+    @staticmethod
+    def _boots(st):
+        if not st:
+            return None
+        resets = st.get("resets")
+        if isinstance(resets, dict):
+            return resets.get("power")
+        return st.get("boots")
+
+    def _look(self):
+        if self.vb is not None:
+            st = self.vb.state()
+            if st is None:
+                return "the %s %s stopped" % (self.vb.KIND, self.vb.name)
+            boots = self._boots(st)
+            if self.base is not None and boots is not None and boots != self.base:
+                return "the board reset (rebooted: power-up)"
+            return None
+        if self.path is not None and not os.path.exists(self.path):
+            return "the port %s vanished (the board reset or was unplugged)" % self.port
+        return None
+
+    def __call__(self):
+        if self.what is None:
+            what = self._look()
+            if what:
+                self.what = what
+                self.at = time.monotonic()
+        return self.what
+
+    def settle(self, grace=RESET_GRACE_S):
+        """After a failed call: look again for up to `grace` s (the reset may show a
+        moment after mpremote gave up)."""
+        deadline = time.monotonic() + grace
+        while self() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.what
+
+
+def probe(port, names, timeout=PROBE_TIMEOUT, resume=False, abort=None):
     """The board's version, .mpy version, manifest text and {name: sha256 or None}.
 
     A board still booting after a reset may take mpremote's first bytes as input to its
@@ -96,9 +167,12 @@ def probe(port, names, timeout=PROBE_TIMEOUT, resume=False):
     while True:
         left = deadline - time.monotonic()
         try:
-            return exec_json(port, code, "FLASHPROBE", timeout=max(left, 1.0), resume=resume)
+            return exec_json(port, code, "FLASHPROBE", timeout=max(left, 1.0), resume=resume,
+                             abort=abort)
         except RemoteError as e:
             if "could not enter raw repl" not in str(e) or deadline - time.monotonic() < 2.0:
+                raise
+            if abort is not None and abort():
                 raise
         time.sleep(0.5)
 
@@ -194,9 +268,13 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         ask = set(names) | {mf.MANIFEST_NAME}
         ask |= {twin(n) for n in names}
         ask |= {n[:-3] + ".mpy" for n in names}
+        watch = ResetWatch(port, vb)
         try:
-            info = probe(port, ask, timeout=probe_timeout * timeout_scale)
+            info = probe(port, ask, timeout=probe_timeout * timeout_scale, abort=watch)
         except RemoteError as e:
+            if watch.what or watch.settle(0.5 if vb is not None else 0.0):
+                raise Refused("%s while it was asked for its files; run the flash again"
+                              % watch.what)
             raise Refused("port %s does not answer as a MicroPython board: %s" % (port, e))
         version = mf.version_tuple(info["v"])
         board_mpy = mf.mpy_version(info.get("mpy"))
@@ -256,32 +334,70 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         args += ["fs", "cp", "-f", str(image.path(mf.MANIFEST_NAME)), ":" + mf.MANIFEST_NAME]
         index = {":" + n: i for i, n in enumerate(send, 1)}
         copying = []            # the file mpremote is copying now (it says so first)
+        # the last progress line (mpremote's start-up gets STALL_S more), that file's size,
+        # the files done
+        last = [time.monotonic() + STALL_S, 0, 0]
 
         def copied():
             """The file being copied is done (the next command began, or the call ended)."""
-            if copying:
+            if copying and copying[-1] in index:
                 dest = copying.pop()
+                last[2] += 1
                 n = dest[1:]
                 say("  [%2d/%d] %-18s %s" % (index[dest], len(send), n,
                                              _size(len(image.files[n]))))
 
         def progress(line):
             parts = line.split()
+            last[0] = time.monotonic()
             if len(parts) == 3 and parts[0] == "cp":
                 copied()
                 dest = parts[2]
+                n = dest[1:]
+                last[1] = len(image.files[n]) if n in image.files else 0
                 if dest in index:
                     copying.append(dest)
                 elif dest == ":" + mf.MANIFEST_NAME:
+                    last[1] = len(image.manifest)
+                    last[2] = len(send)
+                    copying.append(dest)
                     say("  manifest.json (firmware %s, git %s%s)" % (
                         mf.firmware_version(), image.revision[:12],
                         ", modified" if image.dirty else ""))
             elif len(parts) >= 2 and parts[0] == "rm":
                 say("  removed %s" % parts[1].lstrip(":"))
 
+        def abort():
+            """A reset, or (any board) no progress for longer than the file can take."""
+            what = watch()
+            if what:
+                return what
+            quiet = time.monotonic() - last[0]
+            limit = (STALL_S + last[1] / STALL_RATE) * timeout_scale
+            if quiet > limit:
+                return ("the board stopped answering during the copy (nothing for %.0f s%s): "
+                        "it may have reset" % (quiet, ", copying " + copying[-1][1:]
+                                               if copying else ""))
+            return None
+
+        def reset_failure(what, step):
+            fail("flash: FAILED: %s during the %s, %.1f s into it%s" % (
+                what, step, (watch.at or time.monotonic()) - t_copy,
+                " (while copying %s; %d of %d files were copied)" % (
+                    copying[-1][1:], last[2], len(send)) if copying else ""))
+            if last[2] < len(send):
+                fail("flash: the board is incomplete (main.py was removed first, so it will "
+                     "not start); files already copied are whole and nothing else on the "
+                     "board was touched: run the flash again")
+            else:
+                fail("flash: every file was copied but the manifest may not be: run the "
+                     "flash again (it sends only what differs)")
+            return EXIT_FAILED
+
+        t_copy = time.monotonic()
         try:
             r = mpremote(port, args, timeout=(30.0 + total / 2000.0) * timeout_scale,
-                         on_line=progress, resume=True)
+                         on_line=progress, resume=True, abort=abort)
         except KeyboardInterrupt:
             # one line (cli.entry's way), but this one says what state the board is in
             fail("flash: interrupted during the copy: the board is incomplete (main.py was "
@@ -289,6 +405,10 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             return EXIT_INTERRUPTED
         if r.ok:
             copied()
+        if not r.ok and (watch.what or watch.settle()):
+            return reset_failure(watch.what, "copy")
+        if not r.ok and r.aborted:
+            return reset_failure(r.aborted, "copy")
         if not r.ok:
             fail("flash: FAILED while copying: %s" % r.reason())
             fail("flash: the board is incomplete (main.py was removed first, so it will not "
@@ -296,8 +416,13 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             return EXIT_FAILED
         try:
             after = probe(port, list(image.files) + [mf.MANIFEST_NAME] + list(remove),
-                          timeout=PROBE_TIMEOUT * timeout_scale, resume=True)
+                          timeout=PROBE_TIMEOUT * timeout_scale, resume=True, abort=watch)
         except RemoteError as e:
+            if watch.what or watch.settle():
+                fail("flash: FAILED: %s during the verification: the files were copied but "
+                     "not checked; run the flash again (it sends only what differs)"
+                     % watch.what)
+                return EXIT_FAILED
             fail("flash: FAILED: could not verify: %s" % e)
             return EXIT_FAILED
         bad = [n for n in image.files if after["files"].get(n) != image.hashes[n]]
@@ -309,8 +434,12 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
             return EXIT_FAILED
         say("  verified: %d files match the manifest" % len(image.files))
     if reset:
-        r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True)
-        if r.ok:
+        # an emulated board that powers up (from this reset, or from a power cut since the
+        # probe) has reset: mpremote is not left waiting on a board that is already
+        # booting the firmware (a power cut here kept it waiting 45 s on the virtual board)
+        r = mpremote(port, ["reset"], timeout=15.0 * timeout_scale, resume=True,
+                     abort=watch if vb is not None else None)
+        if r.ok or r.aborted:
             say("  reset: " + _wait_firmware(port, BOOT_TIMEOUT * timeout_scale))
         else:
             say("  reset failed (%s): reset the board by hand" % r.reason())

@@ -23,14 +23,17 @@ class RemoteError(RuntimeError):
     """mpremote failed or timed out; str() has the reason (last lines of its output)."""
 
 
-class Result(namedtuple("Result", "rc out err timed_out elapsed argv")):
+class Result(namedtuple("Result", "rc out err timed_out elapsed argv aborted",
+                         defaults=(None,))):
     __slots__ = ()
 
     @property
     def ok(self):
-        return self.rc == 0 and not self.timed_out
+        return self.rc == 0 and not self.timed_out and not self.aborted
 
     def reason(self):
+        if self.aborted:
+            return self.aborted
         if self.timed_out:
             return "no answer within %.0f s" % self.elapsed
         text = (self.err.strip() or self.out.strip()).splitlines()
@@ -46,12 +49,18 @@ def mpremote_argv():
     return [sys.executable, "-m", "mpremote"]
 
 
-def mpremote(port, args, timeout=20.0, on_line=None, resume=False):
+ABORT_POLL_S = 0.2
+
+
+def mpremote(port, args, timeout=20.0, on_line=None, resume=False, abort=None):
     """Run `mpremote connect PORT [resume] ARGS...`; returns Result (raises RemoteError only
     when mpremote is not installed).
 
     on_line(str) is called for each stdout line as it arrives (progress displays).
     resume=True skips mpremote's soft reset before the first command.
+    abort() is called every 0.2 s while mpremote runs: a true value (a reason) kills it
+    and becomes Result.aborted (e.g. the board reset under it: mpremote would wait for
+    an answer that never comes).
     """
     argv = mpremote_argv() + ["connect", port] + (["resume"] if resume else []) + list(args)
     env = dict(os.environ)
@@ -80,11 +89,23 @@ def mpremote(port, args, timeout=20.0, on_line=None, resume=False):
     for t in threads:
         t.start()
     timed_out = False
+    aborted = None
+    deadline = start + timeout
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                proc.wait(timeout=max(0.0, min(left, ABORT_POLL_S)) if abort else left)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    _kill_group(proc)
+                    break
+                aborted = abort() or None
+                if aborted:
+                    _kill_group(proc)
+                    break
     except BaseException:
         _kill_group(proc)
         raise
@@ -92,7 +113,7 @@ def mpremote(port, args, timeout=20.0, on_line=None, resume=False):
         t.join(timeout=5)
     err = b"".join(err_chunks).decode("utf-8", "replace")
     return Result(proc.returncode, "".join(out_lines), err, timed_out,
-                  time.monotonic() - start, tuple(argv))
+                  time.monotonic() - start, tuple(argv), aborted)
 
 
 def _kill_group(proc):
@@ -103,12 +124,15 @@ def _kill_group(proc):
     proc.wait()
 
 
-def exec_json(port, code, tag, timeout=20.0, resume=False):
+def exec_json(port, code, tag, timeout=20.0, resume=False, abort=None):
     """Run `code` on the board; it must print one line `TAG <json>`. Returns the value.
 
-    Raises RemoteError when mpremote fails, times out, or no such line comes back.
+    Raises RemoteError when mpremote fails, times out, is aborted (abort: see mpremote),
+    or no such line comes back.
     """
-    r = mpremote(port, ["exec", code], timeout=timeout, resume=resume)
+    r = mpremote(port, ["exec", code], timeout=timeout, resume=resume, abort=abort)
+    if r.aborted:
+        raise RemoteError(r.aborted)
     prefix = tag + " "
     for line in r.out.splitlines():
         line = line.strip()

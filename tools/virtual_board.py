@@ -1,7 +1,8 @@
 """The virtual board from the command line: start, stop, list, reset, change the load.
 
     python -m tools.virtual_board start  [--name sim] [--tcp [PORT]] [--speed S] [--quiet]
-    python -m tools.virtual_board stop   [--name sim | --all]
+    python -m tools.virtual_board stop   [--name sim | --all]   (also finds a board whose
+                                                              state folder was removed)
     python -m tools.virtual_board list
     python -m tools.virtual_board port   [--name sim]          (prints the port; 1 if not running)
     python -m tools.virtual_board reset  [--name sim]          (hard reset: as from power-up)
@@ -13,7 +14,8 @@
 A virtual board is the MicroPython unix port running the `sim` board (boards/sim.py on
 the plant model) behind a pseudo-terminal, so `mpremote connect /dev/pts/N ...` treats it
 as it would a Pico on /dev/ttyACM0. Its flash is a folder (build/vboard/NAME/flash);
-`make flash` fills it. Several boards run at once under different names.
+`make flash` fills it. Several boards run at once under different names; one
+firmware per flash folder (a second start on the same folder is refused).
 
 The load and the clock are in the board's control file flash/plant.json, which the sim
 board re-reads every 0.2 s: `load` edits it. speed: virtual seconds per wall second
@@ -23,7 +25,7 @@ board re-reads every 0.2 s: `load` edits it. speed: virtual seconds per wall sec
 import argparse
 import sys
 
-from emulators.vboard import BoardError, VirtualBoard, all_boards
+from emulators.vboard import BoardError, VirtualBoard, running_boards
 
 
 def _describe(vb, st):
@@ -65,22 +67,29 @@ def cmd_start(ns):
 
 
 def cmd_stop(ns):
-    boards = [b for b in all_boards() if b.running] if ns.all else [VirtualBoard(ns.name)]
+    # boards are found by their state files and by their host programs' command lines,
+    # so one whose build/ folder was removed (make clean) is found and stopped too
+    boards = [vb for vb, _ in running_boards()] if ns.all else [VirtualBoard(ns.name)]
     if not boards:
         print("no virtual board is running")
     for vb in boards:
-        print("virtual board %s: %s" % (vb.name, "stopped" if vb.stop() else "was not running"))
+        gone = not vb.state_dir.exists()
+        print("virtual board %s: %s%s" % (vb.name, "stopped" if vb.stop() else "was not running",
+                                          " (its state folder was gone)" if gone else ""))
     return 0
 
 
 def cmd_list(ns):
     found = False
-    for vb in all_boards():
-        st = vb.state()
+    for vb, st in running_boards():
+        found = True
         if st:
-            found = True
             print("%-10s %-14s %-28s %s" % (vb.name, st["port"], st.get("url") or "",
                                             st["flash"]))
+        else:
+            print("%-10s %-14s %-28s %s" % (vb.name, "?", "", "(no state file: its state "
+                                            "folder %s was removed; make sim-stop VBOARD=%s)"
+                                            % (vb.state_dir, vb.name)))
     if not found:
         print("no virtual board is running")
     return 0

@@ -11,7 +11,7 @@ See tools/virtual_board.py (command line), daemon.py (the host program), vm_boot
 """
 
 from .control import (BoardError, DEFAULT_NAME, STATE_ROOT, VirtualBoard, all_boards,
-                      find_by_port)
+                      find_by_port, running_boards)
 
 __all__ = ["BoardError", "DEFAULT_NAME", "STATE_ROOT", "VirtualBoard", "all_boards",
-           "find_by_port"]
+           "find_by_port", "running_boards"]

@@ -1,7 +1,10 @@
 """Start, find, reset and stop virtual boards; set their load. Used by the CLI, flash, tests.
 
 Each board has a state folder (default build/vboard/NAME): `flash/` (the board's files),
-`state.json` (pid, port, url; present while it runs) and `daemon.log`.
+`flash.lock` (one firmware per flash folder, lock.py), `state.json` (pid, port, url;
+present while it runs) and `daemon.log`. A running board is also found by its host
+program's command line (lock.daemons()), so stop() works after its state folder was
+removed (`make clean`).
 """
 
 import os
@@ -12,7 +15,8 @@ import time
 from pathlib import Path
 
 from emulators import board
-from emulators.board import EmulatedBoard
+from emulators.board import EmulatedBoard, alive
+from emulators.vboard import lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = REPO_ROOT / "build" / "vboard"
@@ -50,11 +54,13 @@ class VirtualBoard(EmulatedBoard):
         st = self.state()
         if st:
             return st
+        self._refuse_if_taken()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.flash.mkdir(exist_ok=True)
         if speed is not None:
             self.set_load(speed=speed)
-        argv = [sys.executable, "-m", "emulators.vboard.daemon", "--state", str(self.state_dir)]
+        argv = [sys.executable, "-m", lock.DAEMON_MODULE, "--state",
+                str(self.state_dir.resolve()), "--name", self.name]
         if tcp is not None:
             argv += ["--tcp", str(tcp)]
         if owner is not None:
@@ -73,12 +79,41 @@ class VirtualBoard(EmulatedBoard):
             if st and st.get("pid") == proc.pid:
                 return st
             if proc.poll() is not None:
+                holder = lock.busy(self.flash)
+                if holder is not None:      # another one won a race for the flash folder
+                    raise BoardError(lock.describe_busy(self.flash, holder))
                 raise BoardError("virtual board %s did not start (exit %s); see %s"
                                  % (self.name, proc.returncode, self.state_dir / "daemon.log"))
             time.sleep(0.02)
         proc.kill()
         raise BoardError("virtual board %s did not start within %s s; see %s"
                          % (self.name, timeout, self.state_dir / "daemon.log"))
+
+    def _refuse_if_taken(self):
+        """BoardError when a host program already runs this board without its state file
+        (state folder removed) or another board holds the flash folder."""
+        for d in self.daemons():
+            raise BoardError(
+                "virtual board %s already runs (host pid %s) but its state folder %s has no "
+                "state.json (was build/ removed under it?): stop it first: %s"
+                % (self.name, d["pid"], self.state_dir,
+                   lock.stop_hint(self.name, d["state"], d["pid"])))
+        holder = lock.busy(self.flash)
+        if holder is not None:
+            raise BoardError(lock.describe_busy(self.flash, holder))
+
+    def daemons(self):
+        """The running host programs started on this board's state folder (found by their
+        command lines: works when the folder is gone)."""
+        return [d for d in lock.daemons() if lock.same_path(d["state"], self.state_dir)]
+
+    def stop(self, timeout=15.0):
+        """Stop the board (its files are kept); True if it was running. Finds its host
+        program by the state file or, without one, by its command line."""
+        stopped = EmulatedBoard.stop(self, timeout)
+        for d in self.daemons():
+            stopped = _terminate(d["pid"], timeout) or stopped
+        return stopped
 
     def hard_reset(self, timeout=10.0):
         """Restart the interpreter as from power-up (files kept)."""
@@ -101,9 +136,49 @@ class VirtualBoard(EmulatedBoard):
         return str(self.flash / METER_FILE)
 
 
+def _terminate(pid, timeout):
+    """SIGTERM, then SIGKILL after `timeout` s (the interpreter dies with it either way);
+    True if it was running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.02)
+    if alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return True
+
+
 def all_boards(root=STATE_ROOT):
     """VirtualBoard objects for every state folder under root (running or not)."""
     return board.boards(VirtualBoard, root)
+
+
+def running_boards(root=STATE_ROOT):
+    """[(VirtualBoard, state dict or None)] for every running board of root: those with a
+    state file, and those whose host program runs on a state folder under root that is
+    gone or has no state file (state None)."""
+    root = Path(root)
+    found = []
+    for vb in all_boards(root):
+        st = vb.state()
+        if st:
+            found.append((vb, st))
+    seen = [vb.state_dir for vb, _ in found]
+    for d in lock.daemons():
+        if not lock.same_path(os.path.dirname(d["state"]), root):
+            continue
+        if any(lock.same_path(d["state"], s) for s in seen):
+            continue
+        vb = VirtualBoard(d["name"], d["state"])
+        found.append((vb, None))
+        seen.append(vb.state_dir)
+    return found
 
 
 def find_by_port(port, root=STATE_ROOT):

@@ -1,6 +1,7 @@
 """The virtual board's host program: a MicroPython unix port behind a serial port.
 
-    python -m emulators.vboard.daemon --state DIR [--flash DIR] [--tcp PORT] [--owner PID]
+    python -m emulators.vboard.daemon --state DIR [--flash DIR] [--name NAME] [--tcp PORT]
+                                      [--owner PID]
 
 (normally started by `python -m tools.virtual_board start`, see that module.)
 
@@ -23,6 +24,13 @@ ways, and this program adds what a board's firmware does around its REPL:
 
 Output that nobody reads is dropped after a while, as a USB serial port without a host
 would. SIGTERM / SIGINT stop the board; so does the end of the --owner process.
+
+The interpreter never outlives this program: on Linux every interpreter it starts (at
+power-up and at every restart) gets prctl(PR_SET_PDEATHSIG, SIGKILL), so even a SIGKILL
+of this program takes the interpreter with it (no firmware left driving the plant with
+no port). One firmware per flash folder: this program holds the flash folder's lock
+(lock.py) and hands it on to the interpreter, so a second host program on the same
+flash folder refuses (exit status 3) while either of them runs.
 """
 
 import argparse
@@ -38,6 +46,7 @@ import time
 from pathlib import Path
 
 from emulators.board import raw_pty
+from emulators.vboard import lock
 
 HERE = Path(__file__).resolve().parent
 VM_BOOT = HERE / "vm_boot.py"
@@ -50,6 +59,35 @@ PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 STALE_OUTPUT_S = 0.5      # output nobody reads for this long is dropped
 OUT_CAP = 1 << 20         # and never more than this is kept
+
+
+EXIT_FLASH_BUSY = 3
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_fn():
+    """A preexec_fn for the interpreter: SIGKILL when this process (its parent) ends, on
+    Linux (prctl PR_SET_PDEATHSIG; kept across exec, and start_new_session's setsid runs
+    before it). None where there is no prctl. This program has one thread: the signal
+    follows the thread that forked, which is the whole program here."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    parent = os.getpid()
+
+    def preexec():
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent:          # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
 
 
 def find_micropython():
@@ -80,10 +118,14 @@ def _stopped(pid):
 
 class Board:
     def __init__(self, state_dir, flash_dir, tcp_port=None, owner=None, micropython=None,
-                 heapsize=None, log=None):
+                 heapsize=None, log=None, name=None):
         self.state_dir = Path(state_dir)
+        self.name = name or self.state_dir.name
         self.flash = Path(flash_dir).resolve()
         self.flash.mkdir(parents=True, exist_ok=True)
+        # one firmware per flash folder (raises lock.FlashBusy before anything starts)
+        self.lock_fd = lock.acquire(self.flash, self.lock_info())
+        self.preexec = _die_with_parent_fn()
         self.owner = owner
         self.micropython = micropython or find_micropython()
         self.heapsize = heapsize
@@ -123,8 +165,15 @@ class Board:
         self.log_file.write("%s vboard[%d]: %s\n" % (time.strftime("%H:%M:%S"), os.getpid(), msg))
         self.log_file.flush()
 
+    def lock_info(self):
+        proc = getattr(self, "proc", None)
+        return {"pid": os.getpid(), "name": self.name, "state": str(self.state_dir.resolve()),
+                "flash": str(self.flash), "port": getattr(self, "port_path", None),
+                "vm_pid": proc.pid if proc else None}
+
     def write_state(self):
-        state = {"pid": os.getpid(), "port": self.port_path, "url": self.url,
+        lock.update(self.lock_fd, self.lock_info())
+        state = {"name": self.name, "pid": os.getpid(), "port": self.port_path, "url": self.url,
                  "flash": str(self.flash), "vm_pid": self.proc.pid if self.proc else None,
                  "resets": self.resets}
         tmp = self.state_dir / "state.json.tmp"
@@ -143,9 +192,11 @@ class Board:
         if self.heapsize:
             argv += ["-X", "heapsize=%s" % self.heapsize]
         argv += ["-i", str(VM_BOOT)]
+        # the lock goes with the interpreter: held while either lives
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                                      cwd=str(self.flash), start_new_session=True,
-                                     close_fds=True)
+                                     close_fds=True, pass_fds=(self.lock_fd,),
+                                     preexec_fn=self.preexec)
         os.close(slave)
         self.console = master
         self.mode = mode
@@ -499,14 +550,21 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state", required=True, help="state folder (state.json is written there)")
     ap.add_argument("--flash", help="flash folder (default: STATE/flash)")
+    ap.add_argument("--name", default=None, help="the board's name (default: the state "
+                    "folder's name)")
     ap.add_argument("--tcp", type=int, default=None, help="also listen on this TCP port (0: any)")
     ap.add_argument("--owner", type=int, default=None, help="stop when this process ends")
     ap.add_argument("--heapsize", default=None, help="MicroPython heap, e.g. 256K")
     ns = ap.parse_args(argv)
     state = Path(ns.state)
     state.mkdir(parents=True, exist_ok=True)
-    board = Board(state, ns.flash or state / "flash", tcp_port=ns.tcp, owner=ns.owner,
-                  heapsize=ns.heapsize)
+    try:
+        board = Board(state, ns.flash or state / "flash", tcp_port=ns.tcp, owner=ns.owner,
+                      heapsize=ns.heapsize, name=ns.name)
+    except lock.FlashBusy as e:
+        sys.stderr.write("%s vboard[%d]: refused: %s\n" % (time.strftime("%H:%M:%S"),
+                                                            os.getpid(), e))
+        return EXIT_FLASH_BUSY
     try:
         board.run()
     finally:
