@@ -22,7 +22,9 @@ The numbers and their sources:
   hold: a rail step at compliance dips the current through the skin's capacitance and
   it comes back within ~5 tau (tau = R_skin x C <= 50 ms). Such a dip is the rail
   moving, and it is not a base a rise is judged from (issue 12 (c): the rail itself
-  moving is no jolt).
+  moving is no jolt); the fall into it, down to its bottom, is no jolt either.
+- DIP_RISE_UA 50: a rise of the true current by more than this in a step ends a dip's
+  fall (the regulator's noise-driven jitter is 3 µA per LSB of ADC noise, see below).
 - The comfort slope: the profile's ramp (target / ramp_up_s, ramp at least 10 s,
   limits.MIN_RAMP_MS), the slope the firmware itself ramps at.
 - DELIVERY_TOL_UA 20: two LSB of the sim board's 12-bit current ADC (33 mA full scale,
@@ -48,6 +50,7 @@ JOLT_UA = 500
 JOLT_S = 0.1
 JUDGED = ("RAMP_UP", "TREAT")         # delivery: the states that promise a current
 RAIL_TRANSIENT_S = limits.ENV_HOLD_US / 1e6   # after a fall of what the rail allows
+DIP_RISE_UA = 50                     # a rail dip's bottom: the true current rises again
 
 
 def allowed_ua(p, guess_ua=10000.0):
@@ -189,6 +192,25 @@ def rail_transients(trace):
     return out
 
 
+def rail_dips(trace, transient):
+    """[bool] per step: the fall into a rail dip, from the fall of what the rail allows
+    down to the dip's bottom (the true current no longer falling by more than
+    DIP_RISE_UA). A fall there is the rail moving; a fall after the bottom is judged."""
+    true = trace.col("true_ua")
+    out = [False] * len(true)
+    falling = False
+    for k in range(len(true)):
+        if not transient[k]:
+            falling = False
+            continue
+        if k == 0 or not transient[k - 1]:
+            falling = True                   # a fall of `allowed` starts the dip here
+        elif falling and true[k] > true[k - 1] + DIP_RISE_UA:
+            falling = False                  # past the bottom
+        out[k] = falling
+    return out
+
+
 def worst_change(trace):
     """(µA, t_s): the largest change of the true current within JOLT_S that the rail did
     not force (see measure_jolt), over the windows where the output stayed on with the
@@ -198,11 +220,15 @@ def worst_change(trace):
     allowed = trace.allowed
     contact = trace.contact
     dip = rail_transients(trace)
+    into = rail_dips(trace, dip)
     w = int(JOLT_S / DT_S + 0.5)
     worst = 0.0
     at = None
     ok_since = None
+    bottom = -1                   # where the last rail dip's fall ended
     for k in range(len(true)):
+        if into[k]:
+            bottom = k + 1
         if not en[k] or not contact[k]:
             ok_since = None
             continue
@@ -216,8 +242,13 @@ def worst_change(trace):
         base = [true[j] for j in range(k0, k + 1) if not dip[j]]   # a rail dip is no base
         rise = cur - min(base) if base else 0.0
         a = allowed[k]
-        top = max(win)
-        fall = (top if top < a else a) - cur
+        # a fall is judged from the levels since the dip's bottom: the fall into it is the
+        # rail moving, and so is being below `allowed` while coming back from it
+        if into[k]:
+            fall = 0.0
+        else:
+            top = max(true[max(k0, bottom):k + 1]) if dip[k] else max(win)
+            fall = (top if top < a else a) - cur
         d = rise if rise > fall else fall
         if d > worst:
             worst = d
@@ -233,9 +264,10 @@ def measure_jolt(trace):
         fall:  max(min(true(s), allowed(t)) over the window) - true(t)  > JOLT_UA
 
     A fall down to what the rail now allows is the rail moving (load, sag, lift), not
-    a jolt; a fall below it is. So is the dip through the skin's capacitance in the
-    RAIL_TRANSIENT_S after such a fall, and its coming back: a rise is judged from the
-    levels outside those dips (`rail_transients`). A pause or fault cut (output off), the hands leaving
+    a jolt; a fall below it is, except the fall into the dip through the skin's
+    capacitance that follows a fall of what the rail allows, down to its bottom
+    (`rail_dips`). Coming back from such a dip is the rail moving too: a rise is judged
+    from the levels outside the RAIL_TRANSIENT_S after a fall (`rail_transients`). A pause or fault cut (output off), the hands leaving
     (contact lost) are outside the judged windows. Returns (worst excess µA, message)."""
     d, at = worst_change(trace)
     if d <= JOLT_UA:
