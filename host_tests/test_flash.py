@@ -344,3 +344,30 @@ def test_an_mpremote_call_is_stopped_by_its_abort_hook():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_probe_tries_again_after_an_attempt_without_answer(monkeypatch):
+    """A board that swallowed the first Ctrl-C (the virtual board, under load, after a
+    reset) answers a new attempt: a timed-out attempt is retried within the timeout,
+    with at least half the time left for the next one; other errors are not retried."""
+    from tools import flash
+    from tools.remote import RemoteError
+    calls = []
+
+    def fake_exec(port, code, tag, timeout, resume=False, abort=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise RemoteError("no answer within %.0f s" % timeout)
+        return {"v": [1, 28, 0]}
+    monkeypatch.setattr(flash, "exec_json", fake_exec)
+    assert flash.probe("/dev/null", [], timeout=60.0) == {"v": [1, 28, 0]}
+    assert len(calls) == 2 and calls[0] <= 30.0 and calls[1] >= 25.0, calls
+
+    def broken(port, code, tag, timeout, resume=False, abort=None):
+        calls.append(timeout)
+        raise RemoteError("failed to access /dev/null")
+    monkeypatch.setattr(flash, "exec_json", broken)
+    del calls[:]
+    with pytest.raises(RemoteError):
+        flash.probe("/dev/null", [], timeout=60.0)
+    assert len(calls) == 1

@@ -46,6 +46,7 @@ EXIT_REFUSED = 2
 EXIT_INTERRUPTED = 130
 
 PROBE_TIMEOUT = 20.0
+PROBE_ATTEMPT_S = 8.0     # s: a probe attempt gets at least this before a new Ctrl-C
 BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
 STALL_S = 10.0           # the copy: no progress for this long (+ the file at STALL_RATE) ...
 STALL_RATE = 2000.0      # ... B/s, times the board's TIMEOUT_SCALE: it stopped answering
@@ -161,16 +162,22 @@ def probe(port, names, timeout=PROBE_TIMEOUT, resume=False, abort=None):
 
     A board still booting after a reset may take mpremote's first bytes as input to its
     starting firmware (main.py reads the port), and mpremote then reports "could not
-    enter raw repl": that is retried until `timeout` (seconds) has passed."""
+    enter raw repl": that is retried until `timeout` (seconds) has passed. So is an
+    attempt that gets no answer within half the time left (at least PROBE_ATTEMPT_S):
+    a new attempt sends a new Ctrl-C. On the virtual board a Ctrl-C that reached the
+    starting firmware at the wrong moment left it stuck until the next one (twice in
+    CI, under load: "no answer within 60 s" after a reset)."""
     code = PROBE % {"names": json.dumps(sorted(set(names)))}
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
+        attempt = left / 2 if left >= 2 * PROBE_ATTEMPT_S else left
         try:
-            return exec_json(port, code, "FLASHPROBE", timeout=max(left, 1.0), resume=resume,
-                             abort=abort)
+            return exec_json(port, code, "FLASHPROBE", timeout=max(attempt, 1.0),
+                             resume=resume, abort=abort)
         except RemoteError as e:
-            if "could not enter raw repl" not in str(e) or deadline - time.monotonic() < 2.0:
+            again = "could not enter raw repl" in str(e) or "no answer within" in str(e)
+            if not again or deadline - time.monotonic() < 2.0:
                 raise
             if abort is not None and abort():
                 raise
