@@ -192,7 +192,11 @@ def test_end_to_end_log_on_a_virtual_board(tmp_path):
         try:
             dev.sync_time()
             dev.start(target_ua=8000, duration_s=300)
-            dev.stop()                               # a session that was stopped at once
+            deadline = time.monotonic() + 30
+            while dev.status()["charge_uamin"] < 60:  # not an attempt (< 50 µA·min: no
+                assert time.monotonic() < deadline    # record, issue 15): ~5 s of ramp
+                time.sleep(0.2)
+            dev.stop()                               # a session stopped in its ramp
             deadline = time.monotonic() + 30
             while True:                              # polled: the record is written after
                 st = dev.status()                    # the session ends, from the loop
@@ -216,3 +220,4 @@ def test_end_to_end_log_on_a_virtual_board(tmp_path):
     finally:
         vb.stop()
         shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
