@@ -430,8 +430,12 @@ class Commands:
         return self._tel
 
     def time_set(self, f):
-        self.app.clock.set_epoch(f["epoch"])
-        return {"time": self.app.clock.epoch()}
+        app = self.app
+        why = app.clock.refusal(f["epoch"], app.store.log.time_floor, app.service)
+        if why is not None:
+            raise Reject("E_DENIED", why)
+        app.clock.set_epoch(f["epoch"], app.service or not app.clock.valid)
+        return {"time": app.clock.epoch()}
 
     def selftest(self, f):
         ctrl = self.app.ctrl

@@ -453,3 +453,38 @@ def test_short_attempts_with_the_hands_in_leave_no_record_and_no_gap():
     again = Rig(fs=rig.fs)
     assert again.store.log.orphans == [] and again.app.recorder.pending == []
 
+
+# ---- the clock cannot rewrite history (issue 15) ------------------------------------------
+
+def test_time_set_outside_service_mode_cannot_back_date_or_jump():
+    t0 = 1750000000
+    rig = Rig(skin_ohm=800.0)
+    for k in range(3):
+        rig.store.log.append(rec(k, start=t0 - (3 - k) * 86400, delivered_s=600, paused_s=7))
+    floor = t0 - 86400 + 607
+    patient = Rig(service=False, fs=rig.fs)            # a fresh boot, no service mode
+    assert patient.store.log.time_floor == floor
+    assert patient.err("time_set", epoch=floor - 1) == "E_DENIED"
+    assert patient.err("time_set", epoch=4102444000) == "E_DENIED"   # the issue's 2099
+    assert patient.ok("status")["time"] is None                      # nothing changed
+    assert patient.ok("time_set", epoch=t0)["time"] == t0
+    assert patient.err("time_set", epoch=t0 + 301) == "E_DENIED"
+    assert patient.err("time_set", epoch=t0 - 301) == "E_DENIED"
+    assert patient.ok("time_set", epoch=t0 + 300)["time"] == t0 + 300
+    assert patient.ok("time_set", epoch=t0 - 2)["time"] == t0 - 2
+    # many small sets do not add up: the bound is around the first set of the boot
+    assert patient.ok("time_set", epoch=t0 - 300)["time"] == t0 - 300
+    assert patient.err("time_set", epoch=t0 - 590) == "E_DENIED"      # 290 from now
+    patient.seconds(2)
+    assert patient.ok("status")["time"] == t0 - 298
+    assert rig.ok("time_set", epoch=floor - 10 * 86400)["time"] == floor - 10 * 86400
+    assert rig.ok("time_set", epoch=4102444000)["time"] == 4102444000      # service
+    # a new record's start is then never before a recorded one (seq gives the order)
+    patient.bench.plant.contact = True
+    patient.ok("start", target_ua=8000, duration_s=300)
+    assert patient.until(sm.TREAT, 60)
+    patient.ok("stop")
+    assert patient.until(sm.DONE, 30)
+    patient.step(2)
+    r = patient.ok("log_read", **{"from": 4})["records"][0]
+    assert r["seq"] == 4 and r["start"] >= floor
