@@ -80,6 +80,11 @@ END_VOID = 255        # a checkpoint only: that session ended as an attempt (not
 F_EPOCH = 1
 F_REVERSE = 2
 
+# the checkpoint's record, packed in place (module-level: one checkpoint at a time, and
+# a log object stays copyable)
+_CK_BUF = bytearray(SIZE)
+_CK_BODY = memoryview(_CK_BUF)[:SIZE - 4]
+
 FIELDS = ("seq", "start", "epoch", "target_ua", "duration_s", "ramp_up_s", "ramp_down_s",
           "reverse", "delivered_s", "charge_uamin", "i_min_ua", "i_mean_ua", "i_max_ua",
           "load_ohm", "pauses", "paused_s", "end", "fault", "profile", "attempts")
@@ -163,8 +168,6 @@ class TreatmentLog:
         self.fs = fs
         self.prefix = prefix
         self.open_path = prefix + "open.bin"
-        self._buf = bytearray(SIZE)        # the checkpoint's record, packed in place
-        self._body = memoryview(self._buf)[:SIZE - 4]
         self._oseq = [0] * OPEN_SLOTS      # per slot: session number (0: nothing valid)
         self._ock = [0] * OPEN_SLOTS       # per slot: write counter
         self._ck = 0                       # the newest checkpoint's write counter
@@ -321,13 +324,13 @@ class TreatmentLog:
         of the file kept open (opened, or created zero-filled, at the first checkpoint
         after a boot: the only step that allocates much). Raises OSError (nothing in RAM
         changes: the next try picks the same slot)."""
-        buf = self._buf
+        buf = _CK_BUF
         pack_into(buf, seq, epoch, reverse, start, charge, load, target, duration,
                   delivered, paused, i_min, i_mean, i_max, pauses, end, fault, up, down,
                   profile, attempts)
         ck = (self._ck + 1) & 0xFF
         buf[SIZE - 5] = ck                      # the profile word's spare top byte
-        seal(buf, self._body)
+        seal(buf, _CK_BODY)
         k = self._slot_for(seq)
         f = self._of
         try:
