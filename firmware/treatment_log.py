@@ -339,9 +339,9 @@ class TreatmentLog:
             f.seek(k * SIZE)
             f.write(buf)
             f.flush()
-        except OSError:
+        except OSError as e:
             self._close_open()
-            raise
+            raise e                   # (a bare raise: not in the native emitter)
         self._oseq[k] = seq
         self._ock[k] = ck
         self._ck = ck
