@@ -8,16 +8,17 @@ the board clock does no harm as long as polls come less than ~9 minutes apart.
 `ms` is the same uptime as a millisecond count that wraps at 2**29 (compare with
 `ms_diff`): a small int forever, for pollers that must not allocate (the front panel).
 
-Who may set it (issue 15: the clock cannot rewrite history), `refusal()`: service mode
-any time; otherwise the first time after a boot only to a time not before the log's
-recorded history (`floor_s`: the newest dated record's start + delivered + paused, a
-lower bound of the true time) nor more than TIME_AHEAD_S after it, and later only to
-within TIME_SLEW_S of where that first setting would put the clock now (the host's
-drift correction: many small sets cannot add up to a larger move), never before the
-floor. A board has no battery clock, so the patient's host must be
-able to date each boot's sessions; the order of sessions is proven by their numbers
-(treatment_log seq), never by these times.
+Who may set it: `refusal()` (docs/protocol.md, time_set).
 """
+
+# Issue 15, the clock cannot rewrite history: service mode may set any time; otherwise
+# the first set after a boot must not be before the log's recorded history (`floor_s`:
+# the newest dated record's start + delivered + paused, a lower bound of the true time)
+# nor more than TIME_AHEAD_S after it, and later sets stay within TIME_SLEW_S of where
+# that first set puts the clock now (drift correction: many small sets cannot add up),
+# never before the floor. A board has no battery clock, so the patient's host must be
+# able to date each boot's sessions; their order is proven by their numbers
+# (treatment_log seq), never by these times.
 
 from micropython import const
 
@@ -32,6 +33,7 @@ TIME_SLEW_S = const(300)
 # mode: a year (a board put away for longer goes back to its technician). Without it a
 # patient could date the next session in 2099 (issue 15).
 TIME_AHEAD_S = const(366 * 24 * 3600)
+_EARLY = "%d: before the log's newest record (%d): service mode"
 _MS_HALF = const(0x10000000)
 
 
@@ -74,8 +76,7 @@ class Clock:
         return self.uptime_s * 1000 + self._ms
 
     def set_epoch(self, epoch_s, anchor=True):
-        """Set the wall-clock time. `anchor`: later sets outside service mode are judged
-        against this one (refusal); time_set passes False for a drift correction."""
+        """Set the wall-clock time; `anchor`: later sets are judged against this one."""
         self._epoch0 = epoch_s
         self._up0 = self.uptime_s
         if anchor or self._anchor is None:
@@ -83,26 +84,23 @@ class Clock:
             self._anchor_up = self.uptime_s
 
     def refusal(self, epoch_s, floor_s, service):
-        """Why `time_set` to `epoch_s` is refused (a str), or None (see the top).
-        `floor_s`: the log's time floor (0: no dated record)."""
+        """Why setting `epoch_s` is refused (str), or None; `floor_s`: the log's floor."""
         if service:
             return None
         now = self.epoch()
         if now is None:
             if epoch_s < floor_s:
-                return ("%d is before the log's newest record (%d): setting an earlier "
-                        "time needs service mode" % (epoch_s, floor_s))
+                return _EARLY % (epoch_s, floor_s)
             if floor_s and epoch_s > floor_s + TIME_AHEAD_S:
-                return ("%d is more than a year after the log's newest record (%d): "
-                        "that needs service mode" % (epoch_s, floor_s))
+                return "%d: over a year after the log's newest record (%d): service mode" % (
+                    epoch_s, floor_s)
             return None
         if epoch_s < floor_s:
-            return ("%d is before the log's newest record (%d): setting an earlier "
-                    "time needs service mode" % (epoch_s, floor_s))
+            return _EARLY % (epoch_s, floor_s)
         near = self._anchor + self.uptime_s - self._anchor_up
         if epoch_s > near + TIME_SLEW_S or epoch_s < near - TIME_SLEW_S:
-            return ("the clock was set this boot (it would read %d now): outside service "
-                    "mode it may be corrected by at most %d s from that" % (near, TIME_SLEW_S))
+            return "set this boot (now %d): moves by at most %d s but in service mode" % (
+                near, TIME_SLEW_S)
         return None
 
     @property

@@ -7,19 +7,19 @@ When the session leaves the current-carrying states (DONE or FAULT) the record i
 queued in `pending`; the app appends it to the log once no current flows. A
 technician's calibration hold (profiles.MODE_CAL) is not a treatment: it is not logged.
 
-Attempts (issue 15): a session that delivered less than treatment_log.ATTEMPT_UAMIN
-(50 µA·min) is no record of its own: it adds one to `attempts`, which the next record
-carries (and its checkpoints). So start/stop with the hands out never writes flash and
-never pushes a treatment out of the ring. The count is kept in RAM only until then: a
-reset loses the attempts made since the last record (each delivered almost nothing).
-
-Checkpoints: once the running session has delivered treatment_log.RECORD_UAMIN
-(25 µA·min) it gets its session number (`seq`, the log's reserve()) and a checkpoint is
-due at once (`ck_due`, uptime ms), then every treatment_log.CHECKPOINT_MS; the app
-writes them from its poll with `checkpoint(ctrl)` (a 48-byte record packed in place,
-end = interrupted). A session on record that still ends below ATTEMPT_UAMIN is an
-attempt: `void_seq` asks the app to void its checkpoints (treatment_log.void).
+Attempts, session numbers and checkpoints (issue 15): the comment below.
 """
+
+# A session that delivered less than treatment_log.ATTEMPT_UAMIN (50 µA·min) is an
+# attempt, no record of its own: it adds one to `attempts`, which the next record (and
+# its checkpoints) carries. So start/stop with the hands out never writes flash and never
+# pushes a treatment out of the ring. The count is in RAM only until then: a reset loses
+# the attempts made since the last record (each delivered almost nothing).
+# Once the running session delivered treatment_log.RECORD_UAMIN (25 µA·min) it gets its
+# session number (`seq`, the log's reserve()) and a checkpoint is due at once (`ck_due`,
+# uptime ms), then every treatment_log.CHECKPOINT_MS; the app writes them from its poll
+# with `checkpoint(ctrl)`. A session on record that still ends below ATTEMPT_UAMIN is an
+# attempt: `void_seq` asks the app to void its checkpoints (treatment_log.void).
 
 from micropython import const
 
@@ -106,8 +106,8 @@ class Recorder:
         self._prof = profile_code(ses.profile.name)
 
     def checkpoint(self, ctrl):
-        """Write the running session's record so far into the log's checkpoint slots
-        (raises OSError, MemoryError: the caller retries later)."""
+        """The running session's record so far into the log's checkpoint slots (raises
+        OSError, MemoryError: the caller retries)."""
         ses = ctrl.session
         p = ses.profile
         self.log.checkpoint(
@@ -174,13 +174,14 @@ def _mean(blocks, nb, acc, n):
 
 
 def dose_carry(log, pending, prof, dose):
-    """µA·min of `dose` already delivered (issue 15: a partial dose counts against the
-    next start). The newest records (`pending` first, then the log, at most
-    DOSE_LOOKBACK) that are sessions of profile code `prof` ended short of their dose
-    (any end but END_DOSE: stopped, fault, time out, interrupted by a reset) form a run;
-    from its oldest on their charges add up, and a sum within DOSE_MIN_UAMIN of `dose`
-    counts as one whole dose (the sum starts again). What is left is the carry: the next
-    dose session delivers `dose` minus it, never less than DOSE_MIN_UAMIN."""
+    """µA·min of `dose` a dose session of profile code `prof` starts with already
+    delivered: a partial dose counts against the next start (issue 15)."""
+    # The newest records (`pending` first, then the log, at most DOSE_LOOKBACK) that are
+    # sessions of `prof` ended short of their dose (any end but END_DOSE: stopped, fault,
+    # time out, interrupted by a reset) form a run; from its oldest on their charges add
+    # up, and a sum within DOSE_MIN_UAMIN of `dose` counts as one whole dose (the sum
+    # starts again). The next dose session delivers `dose` minus what is left, never less
+    # than DOSE_MIN_UAMIN.
     run = []
     k = len(pending) - 1
     seq = log.last

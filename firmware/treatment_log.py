@@ -8,34 +8,11 @@ Record (48 bytes, little-endian):
     end reason u8 | fault code u8 | ramp up s u8 | ramp down s u8
     profile u8 | attempts u16 | 0 u8 | CRC-32 u32
 profile: 1 + the index in profiles.NAMES (0: unknown; records of firmware 0.4 have 0).
-attempts: sessions that delivered less than ATTEMPT_UAMIN since the previous record
-(saturating at 65535; firmware 0.5 wrote a record per attempt and 0 here, as it did in
-the whole profile word's upper bytes: the layout and VERSION are unchanged, so either
-firmware reads the other's records). end: session.END_NAMES; END_INTERRUPTED (8) is a
-session cut by a reset, written from its last checkpoint.
+attempts: sessions under ATTEMPT_UAMIN since the previous record. end: session.END_NAMES.
+`seq` is the session number (reserve()); records are ordered by it, never by dates.
 
-`seq` is the session number: handed out once (reserve()) to every session that
-delivered ATTEMPT_UAMIN or more, in the order they started, never reused (not even
-after clear(): the settings keep the floor). Records are ordered by seq, not by their
-start time (a clock can be wrong); a seq missing between `first` and `last` is a record
-that was lost (a write that failed for good, a damaged slot) and shows as a gap.
-
-Checkpoints (issue 15): a running session is on record from the moment it has
-delivered RECORD_UAMIN (a second or two into the ramp) and then at least every
-CHECKPOINT_MS: `checkpoint()` writes its record so far (end = interrupted) into one of
-OPEN_SLOTS 48-byte slots of `<prefix>open.bin` (192 bytes: an inline file on littlefs),
-with a write counter in the record's last spare byte (0 in log records). A write goes to
-a slot that holds nothing valid, or a session already in the log, or an older
-checkpoint of the same session; never over the newest checkpoint of a session that is
-not in the log yet. So a power cut during a checkpoint tears only that slot and the
-previous checkpoint stays. `load()` turns the newest checkpoint of every session newer
-than the log's last record into `orphans` (the app appends them, as pending records):
-after any reset the log shows the session as interrupted with the charge and time
-delivered up to its last checkpoint, at most CHECKPOINT_MS (plus a poll) short.
-A session that was on record but ended below ATTEMPT_UAMIN is an attempt after all:
-`void()` writes a checkpoint that says so (end = END_VOID, never logged) and gives its
-number back, so the next session takes it and the numbers of records stay gapless.
-Wear: docs/protocol.md, section 6.
+Checkpoints: a running session's record so far, in OPEN_SLOTS slots of `<prefix>open.bin`
+(checkpoint(), void()); load() turns those missing from the log into `orphans`.
 
 The ring is SEGMENTS files of SEG_RECORDS slots (`log00.bin`...); session `seq` (1, 2, ...)
 lives at a fixed place: segment ((seq-1) // SEG_RECORDS) % SEGMENTS, slot (seq-1) % SEG_RECORDS.
@@ -47,6 +24,34 @@ Power cut at any byte: only the slot being written can be damaged. On load a slo
 only if its magic, version, CRC and seq-to-slot mapping all hold, so a torn last record
 is dropped and every earlier record survives; the next append rewrites that slot.
 """
+
+# (Comments, not docstrings, from here on where the text is long: on a board the
+# compiler holds a docstring in RAM while it compiles, and the Pico has little to spare.)
+#
+# Record details. attempts saturate at 65535; firmware 0.5 wrote a record per attempt
+# and 0 in those bytes (the whole profile word's upper bytes), so the layout and VERSION
+# are unchanged and either firmware reads the other's records. END_INTERRUPTED (8): a
+# session cut by a reset, written from its last checkpoint.
+#
+# Session numbers: handed out once to every session that delivered RECORD_UAMIN, in the
+# order they started, never reused (not after clear() either: the settings keep the
+# floor). A seq missing between `first` and `last` is a record that was lost (a write that
+# failed for good, a damaged slot): the gaps are provable.
+#
+# Checkpoints (issue 15): a running session is on record from the moment it delivered
+# RECORD_UAMIN (a second or two into the ramp), then at least every CHECKPOINT_MS: its
+# record so far (end = interrupted) goes into one of OPEN_SLOTS 48-byte slots of
+# open.bin (192 bytes: an inline file on littlefs), with a write counter in the record's
+# last spare byte (0 in log records). A write goes to a slot that holds nothing valid, or
+# a session already in the log, or a checkpoint superseded by a newer one of its session;
+# never over the newest checkpoint of a session not in the log yet. A power cut during a
+# checkpoint therefore tears only that slot and the previous checkpoint stays. load()
+# turns the newest checkpoint of every session newer than the log's last record into an
+# orphan (the app appends them as pending records): after any reset the log shows the
+# session as interrupted with the charge and time delivered up to its last checkpoint.
+# A session on record that ended below ATTEMPT_UAMIN is an attempt after all: void()
+# writes a checkpoint that says so (END_VOID, never logged) and gives its number back,
+# so the numbers of records stay gapless. Wear: docs/protocol.md, section 6.
 
 import struct
 
@@ -111,9 +116,7 @@ def encode(seq, r):
 def pack_into(buf, seq, epoch, reverse, start, charge, load, target, duration, delivered,
               paused, i_min, i_mean, i_max, pauses, end, fault, up, down, profile,
               attempts):
-    """Encode one record into `buf` (a 48-byte bytearray) without building a dict
-    (the checkpoint's path, which runs while a session runs and the collector is off);
-    seal() then adds its CRC."""
+    """Encode one record into 48-byte `buf` without a dict; seal() adds its CRC."""
     flags = (F_EPOCH if epoch else 0) | (F_REVERSE if reverse else 0)
     struct.pack_into(
         FMT, buf, 0, MAGIC, VERSION, flags, _u(seq, 0xFFFFFFFF), _u(start, 0xFFFFFFFF),
@@ -263,9 +266,8 @@ class TreatmentLog:
         return self.count
 
     def _load_open(self):
-        """Read the checkpoint slots; the newest checkpoint of each session newer than
-        the log's last record becomes an orphan (oldest session first), unless it is a
-        void one."""
+        # the newest checkpoint of each session newer than the log's last record becomes
+        # an orphan (oldest session first), unless it is a void one
         self._close_open()
         oseq = self._oseq
         ock = self._ock
@@ -319,11 +321,11 @@ class TreatmentLog:
     def checkpoint(self, seq, epoch, reverse, start, charge, load, target, duration,
                    delivered, paused, i_min, i_mean, i_max, pauses, end, fault, up, down,
                    profile, attempts):
-        """Write the running session `seq`'s record so far (pack_into's fields, end =
-        END_INTERRUPTED) into a checkpoint slot: one seek, one 48-byte write and a flush
-        of the file kept open (opened, or created zero-filled, at the first checkpoint
-        after a boot: the only step that allocates much). Raises OSError (nothing in RAM
-        changes: the next try picks the same slot)."""
+        """Write session `seq`'s record so far (pack_into's fields) into a checkpoint
+        slot. Raises OSError (nothing in RAM changes: a retry picks the same slot)."""
+        # one seek, one 48-byte write and a flush of the file kept open (opened, or
+        # created zero-filled, by prepare() or the first checkpoint: the only step that
+        # allocates much)
         buf = _CK_BUF
         pack_into(buf, seq, epoch, reverse, start, charge, load, target, duration,
                   delivered, paused, i_min, i_mean, i_max, pauses, end, fault, up, down,
@@ -350,9 +352,8 @@ class TreatmentLog:
         return k
 
     def prepare(self):
-        """Open (or create) the checkpoint file now, so that a session's checkpoints
-        allocate (almost) nothing: the app calls this as a session begins, before the
-        collector goes off. Raises OSError."""
+        """Open (or create) the checkpoint file (the app: as a session begins, before the
+        collector goes off). Raises OSError."""
         if self._of is None:
             self._open_file()
 
@@ -385,23 +386,22 @@ class TreatmentLog:
                 pass
 
     def void(self, seq):
-        """Session `seq` ended as an attempt after it was on record: a checkpoint saying
-        so (never logged), then its number is given back if no later one was handed out.
-        Raises OSError as checkpoint() does."""
+        """Session `seq` ended as an attempt after it was on record: a void checkpoint,
+        then its number back. Raises OSError."""
         self.checkpoint(seq, False, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, END_VOID, 0,
                         0, 0, 0, 0)
         self.release(seq)
 
     def release(self, seq):
-        """Give session number `seq` back (it has no record and no live checkpoint)."""
+        """Give number `seq` back (no record, no live checkpoint)."""
         if seq == self.reserved and seq > self.last:
             self.reserved = seq - 1
 
     def _slot_for(self, seq):
-        """A slot whose loss costs nothing: empty or invalid, or a session already in the
-        log, or a checkpoint with a newer one of its session in another slot. Otherwise
-        the newest checkpoint of the oldest other session (only when three others wait
-        to be logged at once: writes failing for good)."""
+        # a slot whose loss costs nothing: empty or invalid, a session already in the
+        # log, a checkpoint superseded by a newer one of its session; else the newest
+        # checkpoint of the oldest other session (three others waiting to be logged:
+        # writes failing for good)
         oseq = self._oseq
         ock = self._ock
         for k in range(OPEN_SLOTS):
@@ -418,9 +418,8 @@ class TreatmentLog:
 
     # ---- append -----------------------------------------------------------------------
     def append(self, r):
-        """Write record dict `r` as session r["seq"] (when given: it must be newer than
-        `last`; the seqs skipped stay gaps) or else last+1; return its seq. On OSError
-        nothing in RAM changes (a retry rewrites the same slot)."""
+        """Write record dict `r` as session r["seq"] (if given: newer than `last`; the seqs
+        skipped stay gaps) or last+1; return its seq. On OSError nothing in RAM changes."""
         seq = r.get("seq") or self.last + 1
         if seq <= self.last:
             raise ValueError("seq %d not after the log's last %d" % (seq, self.last))
@@ -499,7 +498,7 @@ class TreatmentLog:
     # ---- clear ------------------------------------------------------------------------
     def clear(self):
         """Remove every segment (the caller saved `last` as the settings' log_seq first),
-        and the checkpoints unless one belongs to a session not logged yet."""
+        and the checkpoints unless one is of a session not logged yet."""
         last = self.last
         for seg in range(SEGMENTS):
             if self.fs.size(self.path(seg)) >= 0:
@@ -518,8 +517,8 @@ class TreatmentLog:
 
 
 def _newer(a, b):
-    """Checkpoint counter `a` was written after `b` (u8, wrapping; the slots in use were
-    written within far fewer than 128 checkpoints of each other)."""
+    # checkpoint counter `a` written after `b` (u8, wrapping; slots of one session are
+    # written within far fewer than 128 checkpoints of each other)
     return a != b and ((a - b) & 0xFF) < 128
 
 
