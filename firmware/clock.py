@@ -52,7 +52,7 @@ class Clock:
         self.uptime_s = 0
         self._epoch0 = None       # wall-clock seconds at uptime_s == _up0
         self._up0 = 0
-        self._anchor = None       # the last setting in service mode or the first since
+        self._anchor = 0          # the last setting in service mode or the first since
         self._anchor_up = 0       # boot (epoch s, at uptime s): later ones stay near it
 
     def update(self):
@@ -77,11 +77,11 @@ class Clock:
 
     def set_epoch(self, epoch_s, anchor=True):
         """Set the wall-clock time; `anchor`: later sets are judged against this one."""
-        self._epoch0 = epoch_s
-        self._up0 = self.uptime_s
-        if anchor or self._anchor is None:
+        if anchor or self._epoch0 is None:
             self._anchor = epoch_s
             self._anchor_up = self.uptime_s
+        self._epoch0 = epoch_s
+        self._up0 = self.uptime_s
 
     def refusal(self, epoch_s, floor_s, service):
         """Why setting `epoch_s` is refused (str), or None; `floor_s`: the log's floor."""
@@ -99,7 +99,7 @@ class Clock:
             return _EARLY % (epoch_s, floor_s)
         near = self._anchor + self.uptime_s - self._anchor_up
         if epoch_s > near + TIME_SLEW_S or epoch_s < near - TIME_SLEW_S:
-            return "set this boot (now %d): moves by at most %d s but in service mode" % (
+            return "set this boot (now %d): outside service mode it moves at most %d s" % (
                 near, TIME_SLEW_S)
         return None
 
