@@ -4,8 +4,11 @@
 never hold the loop for long. Per call it does, in this order:
   1. the clock (uptime; wall-clock time once the host set it);
   2. the recorder: notices a session begin or end, sums TREAT current and load;
-  3. at most one log append, and only while no current flows (DONE/FAULT/IDLE, output
-     disabled); a failed append is retried at most once a second;
+  3. at most one flash write: voiding the checkpoints of a session that ended as an
+     attempt; else a log append, only while no current flows (DONE/FAULT/IDLE, output
+     disabled); else, while a session runs, its checkpoint when due (treatment_log.py:
+     on record once it delivered 25 µA·min, then every 60 s; one 48-byte write to
+     a file kept open). A failed append or checkpoint is retried at most once a second;
   4. at most one telemetry line, if enabled and due (skipped, and counted, when the
      output stream reports it is not writable); a poll that sent one does nothing more;
   5. input, one stage per poll (on an RP2040 each stage of a flat request takes about
@@ -50,6 +53,7 @@ from protocol import Protocol
 from health import LoopHealth
 from recorder import Recorder
 from telemetry import TelLine
+from treatment_log import CHECKPOINT_MS
 
 READ_MAX = 64
 FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
@@ -93,7 +97,10 @@ class App:
         self._service_seen = 0
         self.auth = Auth(store.auth, 0, uid, urandom, ticks_us)
         self.profile_name = None       # the catalogue profile of the last session started
-        self.recorder = Recorder()
+        self.recorder = Recorder(store.log)
+        # sessions a reset cut short (their last checkpoints) are logged first
+        self.recorder.pending.extend(store.log.orphans)
+        store.log.orphans = []
         self.cal = CalSampler(ctrl, self.clock.uptime_ms)
         self.commands = Commands(self)
         self.proto = Protocol(self.commands.handle, write, names=self.commands.names(),
@@ -112,6 +119,8 @@ class App:
         self.tel_dropped = 0
         self.log_errors = 0
         self._log_retry = -1
+        self.checkpoint_errors = 0
+        self._void_retry = 0
         self._rbuf = bytearray(READ_MAX)
         self._rpos = 0
         self._rend = 0
@@ -179,8 +188,12 @@ class App:
             self._set_active(active)
         rec = self.recorder
         rec.observe(ctrl, clock)
-        if rec.pending and not active and not ctrl.hal.enabled:
+        if rec.void_seq and clock.uptime_ms() >= self._void_retry:
+            self._checkpoint()
+        elif rec.pending and not active and not ctrl.hal.enabled:
             self._flush_log()
+        elif active and 0 <= rec.ck_due <= clock.uptime_ms():
+            self._checkpoint()
         if self.service:
             # a treatment ends service mode; a technician's calibration hold keeps it
             hold = active and ctrl.session.profile.mode == profiles.MODE_CAL
@@ -238,10 +251,15 @@ class App:
         self._req = self.proto.parse(n)
 
     def _set_active(self, active):
-        """A session began or ended: the collector off while it runs (see the top),
-        Ctrl-C off (on_active)."""
+        """A session began or ended: the checkpoint file opened (once a boot: it stays
+        open), the collector off while it runs (see the top), Ctrl-C off (on_active)."""
         self._active = active
         self.proto.flat_only = active
+        if active:
+            try:
+                self.store.log.prepare()   # the checkpoint file open before gc goes off
+            except (OSError, MemoryError):
+                self.checkpoint_errors += 1     # the first checkpoint tries again
         gc = self._gc
         if gc is not None and self._session_gc_off:
             if active:
@@ -275,6 +293,27 @@ class App:
             return
         self.recorder.pending.pop(0)
         self._log_retry = -1
+
+    def _checkpoint(self):
+        """The running session's checkpoint, or the void of an attempt's (see the top);
+        a failure (storage, or no heap while the collector is off) is counted and retried
+        a second later."""
+        rec = self.recorder
+        now = self.clock.uptime_ms()
+        try:
+            if rec.void_seq:
+                self.store.log.void(rec.void_seq)
+                rec.void_seq = 0
+                return
+            rec.checkpoint(self.ctrl)
+        except (OSError, MemoryError):
+            self.checkpoint_errors += 1
+            if rec.void_seq:
+                self._void_retry = now + _LOG_RETRY_MS
+            else:
+                rec.ck_due = now + _LOG_RETRY_MS
+            return
+        rec.ck_due = now + CHECKPOINT_MS
 
     def _telemetry(self):
         """Send the telemetry line if due; True when this poll did the work of one."""

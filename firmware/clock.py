@@ -7,13 +7,33 @@ unknown until the host sends `time_set`; from then on it runs from the loop cloc
 the board clock does no harm as long as polls come less than ~9 minutes apart.
 `ms` is the same uptime as a millisecond count that wraps at 2**29 (compare with
 `ms_diff`): a small int forever, for pollers that must not allocate (the front panel).
+
+Who may set it: `refusal()` (docs/protocol.md, time_set).
 """
+
+# Issue 15, the clock cannot rewrite history: service mode may set any time; otherwise
+# the first set after a boot must not be before the log's recorded history (`floor_s`:
+# the newest dated record's start + delivered + paused, a lower bound of the true time)
+# nor more than TIME_AHEAD_S after it, and later sets stay within TIME_SLEW_S of where
+# that first set puts the clock now (drift correction: many small sets cannot add up),
+# never before the floor. A board has no battery clock, so the patient's host must be
+# able to date each boot's sessions; their order is proven by their numbers
+# (treatment_log seq), never by these times.
 
 from micropython import const
 
 from ticks import ticks_diff
 
 _MS_MASK = const(0x1FFFFFFF)     # `ms` wraps at 2**29
+# The most a set outside service mode may move a running clock: 5 min, the shortest
+# session (limits.MIN_DURATION_S), so a nudge never makes two sessions overlap; a
+# crystal clock (±30 ppm: 2.6 s a day) needs it only after ~100 days of uptime.
+TIME_SLEW_S = const(300)
+# The farthest a first set after a boot may lie past the log's history outside service
+# mode: a year (a board put away for longer goes back to its technician). Without it a
+# patient could date the next session in 2099 (issue 15).
+TIME_AHEAD_S = const(366 * 24 * 3600)
+_EARLY = "%d: before the log's newest record (%d): service mode"
 _MS_HALF = const(0x10000000)
 
 
@@ -32,6 +52,8 @@ class Clock:
         self.uptime_s = 0
         self._epoch0 = None       # wall-clock seconds at uptime_s == _up0
         self._up0 = 0
+        self._anchor = 0          # the last setting in service mode or the first since
+        self._anchor_up = 0       # boot (epoch s, at uptime s): later ones stay near it
 
     def update(self):
         now = self._ticks()
@@ -53,9 +75,33 @@ class Clock:
     def uptime_ms(self):
         return self.uptime_s * 1000 + self._ms
 
-    def set_epoch(self, epoch_s):
+    def set_epoch(self, epoch_s, anchor=True):
+        """Set the wall-clock time; `anchor`: later sets are judged against this one."""
+        if anchor or self._epoch0 is None:
+            self._anchor = epoch_s
+            self._anchor_up = self.uptime_s
         self._epoch0 = epoch_s
         self._up0 = self.uptime_s
+
+    def refusal(self, epoch_s, floor_s, service):
+        """Why setting `epoch_s` is refused (str), or None; `floor_s`: the log's floor."""
+        if service:
+            return None
+        now = self.epoch()
+        if now is None:
+            if epoch_s < floor_s:
+                return _EARLY % (epoch_s, floor_s)
+            if floor_s and epoch_s > floor_s + TIME_AHEAD_S:
+                return "%d: over a year after the log's newest record (%d): service mode" % (
+                    epoch_s, floor_s)
+            return None
+        if epoch_s < floor_s:
+            return _EARLY % (epoch_s, floor_s)
+        near = self._anchor + self.uptime_s - self._anchor_up
+        if epoch_s > near + TIME_SLEW_S or epoch_s < near - TIME_SLEW_S:
+            return "set this boot (now %d): outside service mode it moves at most %d s" % (
+                near, TIME_SLEW_S)
+        return None
 
     @property
     def valid(self):

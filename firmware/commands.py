@@ -38,6 +38,7 @@ import storage
 from protocol import LINE_MAX
 from schema import BOOL, CHOICE, INT, Reject
 from service_commands import CAL_HOLD, CODE, ServiceCommands
+from recorder import profile_code, dose_carry
 from replyline import FieldReply
 
 VERSION = "0.5.0"
@@ -335,6 +336,11 @@ class Commands:
             args["dose_uamin"] = f["dose_uamin"]
         elif "dose_uamin" in d:
             args["dose_uamin"] = d["dose_uamin"]
+        carry = 0
+        if "dose_uamin" in args:                  # a partial dose counts (recorder.py)
+            carry = dose_carry(app.store.log, app.recorder.pending, profile_code(name),
+                               args["dose_uamin"])
+            args["dose_uamin"] -= carry
         p = profiles.from_catalog(name, **args)
         try:
             p.validate(cap)
@@ -358,6 +364,7 @@ class Commands:
             out["peak_ua"] = p.peak_ua()
         elif p.mode == profiles.MODE_DOSE:
             out["dose_uamin"] = p.dose_uamin
+            out["dose_carried_uamin"] = carry
         return out
 
     def adjust(self, f):
@@ -423,8 +430,12 @@ class Commands:
         return self._tel
 
     def time_set(self, f):
-        self.app.clock.set_epoch(f["epoch"])
-        return {"time": self.app.clock.epoch()}
+        app = self.app
+        why = app.clock.refusal(f["epoch"], app.store.log.time_floor, app.service)
+        if why is not None:
+            raise Reject("E_DENIED", why)
+        app.clock.set_epoch(f["epoch"], app.service or not app.clock.valid)
+        return {"time": app.clock.epoch()}
 
     def selftest(self, f):
         ctrl = self.app.ctrl

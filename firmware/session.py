@@ -43,8 +43,9 @@ END_PAUSE_TIMEOUT = const(4)
 END_FAULT = const(5)
 END_DOSE = const(6)            # dose mode: the delivered charge reached the dose
 END_DOSE_SHORT = const(7)      # dose mode: time ran out before the dose (under-dosed)
+END_INTERRUPTED = const(8)     # log only: cut by a reset, recorded from its last checkpoint
 END_NAMES = ("", "completed", "stopped", "no_contact", "pause_timeout", "fault", "dose",
-             "dose_short")
+             "dose_short", "interrupted")
 
 # Pause causes
 PAUSE_NONE = const(0)

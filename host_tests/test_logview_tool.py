@@ -192,7 +192,11 @@ def test_end_to_end_log_on_a_virtual_board(tmp_path):
         try:
             dev.sync_time()
             dev.start(target_ua=8000, duration_s=300)
-            dev.stop()                               # a session that was stopped at once
+            deadline = time.monotonic() + 30
+            while dev.status()["charge_uamin"] < 60:  # not an attempt (< 50 µA·min: no
+                assert time.monotonic() < deadline    # record, issue 15): ~5 s of ramp
+                time.sleep(0.2)
+            dev.stop()                               # a session stopped in its ramp
             deadline = time.monotonic() + 30
             while True:                              # polled: the record is written after
                 st = dev.status()                    # the session ends, from the loop
@@ -216,3 +220,26 @@ def test_end_to_end_log_on_a_virtual_board(tmp_path):
     finally:
         vb.stop()
         shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
+
+def test_gaps_back_dating_attempts_and_interrupted_sessions_are_shown():
+    """Issue 15: records in the order of their numbers; the missing numbers, a session
+    dated before an earlier one (a moved clock), the attempts counted in a record, and a
+    session cut by a reset."""
+    rig = Rig()
+    log = rig.store.log
+    log.append(rec(1, start=T0 + 2 * DAY))
+    log.append(rec(2, start=T0 + 4 * DAY, attempts=12))
+    log.append(dict(rec(3, start=T0 + 1 * DAY), seq=5))          # 3-4 lost, dated before 2
+    log.append(rec(6, start=T0 + 6 * DAY, end=8, delivered_s=130, charge_uamin=30000))
+    rc, out, err = run_log([], rig)
+    assert rc == 0, err
+    assert "records missing (lost): 3-4" in out
+    assert "dated before an earlier session (the clock was moved): 5" in out
+    assert "attempts (sessions that delivered almost nothing, not logged one by one): 12" in out
+    table = out.split("\n\n")[0].splitlines()[4:]
+    assert [ln.split()[0] for ln in table] == ["1", "2", "5", "6"]     # by number, not date
+    row6 = next(ln for ln in out.splitlines() if ln.lstrip().startswith("6 "))
+    assert "interrupted" in row6 and "2:10 / 10:00" in row6
+    row2 = next(ln for ln in out.splitlines() if ln.lstrip().startswith("2 "))
+    assert row2.rstrip().endswith("12")

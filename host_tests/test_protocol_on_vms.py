@@ -201,7 +201,7 @@ def test_main_on_the_unix_port_over_a_pipe(tmp_path):
         assert s["state"] == "DONE" and s["log_last"] == 1 and s["fault"] == "ok", s
         page = ask({"id": 900, "cmd": "log_read"})
         assert page["records"][0]["end"] == "stopped" and page["records"][0]["epoch"] is True
-        assert sorted(os.listdir(tmp_path / "data")) == ["log00.bin"]
+        assert sorted(os.listdir(tmp_path / "data")) == ["log00.bin", "logopen.bin"]
     finally:
         proc.kill()
         proc.wait(5)

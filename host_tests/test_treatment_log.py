@@ -56,6 +56,37 @@ def test_record_round_trip_clamps_and_crc():
     assert tl.decode(data[:-1]) is None
 
 
+def _encode_v05(seq, r):
+    """A record exactly as firmware 0.5 wrote it (its encoder, kept here)."""
+    import struct
+    flags = (tl.F_EPOCH if r["epoch"] else 0) | (tl.F_REVERSE if r["reverse"] else 0)
+    body = struct.pack(
+        tl.FMT, tl.MAGIC, 1, flags, seq, r["start"], r["charge_uamin"], r["load_ohm"],
+        r["target_ua"], r["duration_s"], r["delivered_s"], r["paused_s"], r["i_min_ua"],
+        r["i_mean_ua"], r["i_max_ua"], r["pauses"], r["end"], r["fault"], r["ramp_up_s"],
+        r["ramp_down_s"], r.get("profile", 0), 0)
+    return body[:44] + struct.pack("<I", tl.crc(body[:44]))
+
+
+def _decode_v05(buf):
+    """Firmware 0.5's reading of a record (profile: the low byte of its word)."""
+    import struct
+    t = struct.unpack_from(tl.FMT, buf, 0)
+    if t[0] != tl.MAGIC or t[1] != 1 or t[20] != tl.crc(bytes(buf[:44])):
+        return None
+    return {"seq": t[3], "charge_uamin": t[5], "end": t[15], "profile": t[19] & 0xFF}
+
+
+def test_records_of_firmware_05_read_and_0_5_reads_the_new_ones():
+    old = _encode_v05(7, rec(7, profile=2))
+    d = tl.decode(old)
+    assert d["seq"] == 7 and d["profile"] == 2 and d["attempts"] == 0
+    assert tl.encode(7, dict(rec(7, profile=2), attempts=0)) == old      # same bytes
+    new = tl.encode(8, dict(rec(8, profile=2), attempts=513, end=tl.END_INTERRUPTED))
+    assert tl.decode(new)["attempts"] == 513
+    assert _decode_v05(new) == {"seq": 8, "charge_uamin": 150008, "end": 8, "profile": 2}
+
+
 def test_ring_keeps_at_least_500_sessions():
     fs, log = filled(1234)
     assert tl.KEEP == 500
@@ -199,14 +230,19 @@ def test_a_completed_session_is_logged_from_the_poll_with_the_output_off():
     rig = Rig(skin_ohm=800.0)
     rig.ok("time_set", epoch=1750000000)
     writes = []
+    log = rig.store.log
+    append = log.append
+
+    def watched(r):        # the record itself (checkpoints: test_log_checkpoints.py)
+        writes.append((en0[0], rig.ctrl.hal.enabled, rig.ctrl.session.state))
+        return append(r)
+    log.append = watched
+    en0 = [False]
     poll = rig.app.poll
 
     def watched_poll():
-        en0 = rig.ctrl.hal.enabled
-        g = rig.fs.gen
+        en0[0] = rig.ctrl.hal.enabled
         poll()
-        if rig.fs.gen != g:
-            writes.append((en0, rig.ctrl.hal.enabled, rig.ctrl.session.state))
     rig.app.poll = watched_poll
     run_session(rig)
     assert writes and all(not a and not b for a, b, _ in writes), writes
@@ -326,14 +362,13 @@ def test_a_pending_record_waits_while_the_next_session_carries_current():
     assert rig.ok("status")["log_pending"] == 1
     rig.ok("start", target_ua=8000, duration_s=300)        # at once: the write is still due
     writes = []
-    poll = rig.app.poll
+    log = rig.store.log
+    append = log.append
 
-    def watched_poll():
-        g = rig.fs.gen
-        poll()
-        if rig.fs.gen != g:
-            writes.append(rig.ctrl.hal.enabled)
-    rig.app.poll = watched_poll
+    def watched(r):        # appends only: the session's checkpoints go on meanwhile
+        writes.append(rig.ctrl.hal.enabled)
+        return append(r)
+    log.append = watched
     assert rig.until(sm.TREAT, 60)
     rig.seconds(5)
     assert writes == [] and rig.ok("status")["log_pending"] == 1
@@ -343,3 +378,113 @@ def test_a_pending_record_waits_while_the_next_session_carries_current():
     assert len(writes) == 2 and not any(writes)              # one record per poll
     assert rig.store.log.read(1)["end"] == sm.END_STOPPED
     assert rig.ok("status")["log_pending"] == 0 and rig.store.log.read(2)["seq"] == 2
+
+
+# ---- attempts cannot evict treatments (issue 15) ------------------------------------------
+
+def _treat_briefly(rig, seconds=5):
+    """A short real session (stopped in TREAT): a treatment in the log's sense."""
+    rig.bench.plant.contact = True
+    rig.ok("start", target_ua=8000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    rig.seconds(seconds)
+    rig.ok("stop")
+    assert rig.until(sm.DONE, 30)
+    rig.step(2)
+
+
+def test_a_wipe_attempt_of_10000_start_stop_pairs_keeps_every_treatment():
+    rig = Rig(skin_ohm=800.0)
+    log = rig.store.log
+    for k in range(1, 35):
+        log.append(rec(k))
+    _treat_briefly(rig)
+    assert log.last == 35 and log.read(35)["end"] == sm.END_STOPPED
+    before = {s: log.read(s) for s in range(1, 36)}
+    rig.bench.plant.contact = False                 # the hands out of the water
+    g = rig.fs.gen
+    for _ in range(10000):
+        rig.ok("start")
+        rig.step()
+        rig.ok("stop")
+        rig.step()
+    assert rig.fs.gen == g, "an attempt wrote flash"
+    assert log.last == 35 and log.count == 35
+    assert {s: log.read(s) for s in range(1, 36)} == before
+    assert rig.ok("log_read", **{"from": 35})["records"][0]["charge_uamin"] > 0
+    _treat_briefly(rig)                             # the next treatment counts them
+    r = rig.ok("log_read", **{"from": 36})["records"][0]
+    assert r["seq"] == 36 and r["attempts"] == 10000 and r["end"] == "stopped"
+    after = Rig(fs=rig.fs)                          # and after a reboot
+    assert {s: after.store.log.read(s) for s in range(1, 36)} == before
+
+
+def test_short_attempts_with_the_hands_in_leave_no_record_and_no_gap():
+    """Starts stopped within ~4 s (the contact probe, the first mA of the ramp): those
+    under 50 µA·min are attempts, including those on record (25 µA·min) that void their
+    checkpoint and give their number back; the records that remain are numbered without
+    a gap and each delivered 50 µA·min or more."""
+    import random
+    rnd = random.Random(15)
+    rig = Rig(skin_ohm=800.0)
+    log = rig.store.log
+    _treat_briefly(rig)
+    voids = []
+    void = log.void
+
+    def watched(seq):
+        voids.append(seq)
+        return void(seq)
+    log.void = watched
+    attempts = 0
+    for _ in range(150):
+        rig.ok("start", target_ua=15000, duration_s=300)
+        rig.seconds(rnd.uniform(0.3, 4.5))
+        rig.ok("stop")
+        assert rig.until(sm.DONE, 30)
+        rig.step(2)
+        if rig.ctrl.session.charge_uamin < tl.ATTEMPT_UAMIN:
+            attempts += 1
+    voided = len(voids)
+    assert voided >= 5 and attempts >= 30, (voided, attempts)
+    recs = [log.read(s) for s in range(1, log.last + 1)]
+    assert all(r is not None and r["charge_uamin"] >= tl.ATTEMPT_UAMIN for r in recs)
+    assert rig.app.recorder.attempts + sum(r["attempts"] for r in recs) == attempts
+    again = Rig(fs=rig.fs)
+    assert again.store.log.orphans == [] and again.app.recorder.pending == []
+
+
+# ---- the clock cannot rewrite history (issue 15) ------------------------------------------
+
+def test_time_set_outside_service_mode_cannot_back_date_or_jump():
+    t0 = 1750000000
+    rig = Rig(skin_ohm=800.0)
+    for k in range(3):
+        rig.store.log.append(rec(k, start=t0 - (3 - k) * 86400, delivered_s=600, paused_s=7))
+    floor = t0 - 86400 + 607
+    patient = Rig(service=False, fs=rig.fs)            # a fresh boot, no service mode
+    assert patient.store.log.time_floor == floor
+    assert patient.err("time_set", epoch=floor - 1) == "E_DENIED"
+    assert patient.err("time_set", epoch=4102444000) == "E_DENIED"   # the issue's 2099
+    assert patient.ok("status")["time"] is None                      # nothing changed
+    assert patient.ok("time_set", epoch=t0)["time"] == t0
+    assert patient.err("time_set", epoch=t0 + 301) == "E_DENIED"
+    assert patient.err("time_set", epoch=t0 - 301) == "E_DENIED"
+    assert patient.ok("time_set", epoch=t0 + 300)["time"] == t0 + 300
+    assert patient.ok("time_set", epoch=t0 - 2)["time"] == t0 - 2
+    # many small sets do not add up: the bound is around the first set of the boot
+    assert patient.ok("time_set", epoch=t0 - 300)["time"] == t0 - 300
+    assert patient.err("time_set", epoch=t0 - 590) == "E_DENIED"      # 290 from now
+    patient.seconds(2)
+    assert patient.ok("status")["time"] == t0 - 298
+    assert rig.ok("time_set", epoch=floor - 10 * 86400)["time"] == floor - 10 * 86400
+    assert rig.ok("time_set", epoch=4102444000)["time"] == 4102444000      # service
+    # a new record's start is then never before a recorded one (seq gives the order)
+    patient.bench.plant.contact = True
+    patient.ok("start", target_ua=8000, duration_s=300)
+    assert patient.until(sm.TREAT, 60)
+    patient.ok("stop")
+    assert patient.until(sm.DONE, 30)
+    patient.step(2)
+    r = patient.ok("log_read", **{"from": 4})["records"][0]
+    assert r["seq"] == 4 and r["start"] >= floor

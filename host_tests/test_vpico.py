@@ -151,16 +151,32 @@ def _log_seqs(dev):
         nxt = rep["next"]
 
 
+def _treat_until(dev, uamin, timeout=BOOT_S):
+    """Wait (a session running) until it delivered `uamin` µA·min."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = dev.request("status")
+        if st["charge_uamin"] >= uamin:
+            return st
+        time.sleep(0.3)
+    raise AssertionError("the session did not deliver %d uA*min within %d s; last status %s"
+                         % (uamin, timeout, st))
+
+
 def test_power_cut_in_the_middle_of_a_log_write_loses_nothing_committed(pico):
-    """Hands out, start + stop appends a treatment record. The power is cut in the middle
-    of the first flash write after the stop (a torn page: the log's append), then comes
+    """Hands in, a session stopped once it delivered charge appends a treatment record
+    (start + stop with the hands out is an attempt since issue 15: no record, nothing
+    written). The power is then cut in the middle of the next session's first flash
+    write (a torn page: its first checkpoint, at 25 µA·min in the ramp), then comes
     back: every record committed before is there, the log reads back without a corrupt
-    record, and the interrupted one is either whole or absent."""
+    record, and the interrupted session is either logged as `interrupted` or absent."""
     vp = pico.emulated
-    vp.set_load(contact=False)
+    vp.set_load(contact=True)
     dev, _ = pico.connect()
     try:
         dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
+        _treat_until(dev, 60)                         # > 50 uA*min: a treatment
         dev.request("stop")
         _wait_state(dev, ("DONE",))
         _wait_pending(dev)
@@ -169,15 +185,17 @@ def test_power_cut_in_the_middle_of_a_log_write_loses_nothing_committed(pico):
         boots = vp.state()["boots"]
         dev.request("start", target_ua=TARGET_UA, ramp_up_s=10, ramp_down_s=5)
         vp.cut_power_during_flash_write(1)
-        time.sleep(0.5)                               # the runner looks every 0.2 s
-        dev.request("stop")
         vp.wait_boot(boots + 1, BOOT_S)
         assert "power cut" in (vp.state_dir / "bridge.log").read_text().split("boot %d" % boots)[-1]
         from tools import cli
         cli.identify(dev, BOOT_S, "the emulated Pico")
+        _wait_pending(dev)
         after, rep = _log_seqs(dev)
         assert after[:len(before)] == before, (before, after)
         assert len(after) - len(before) in (0, 1), (before, after)
+        if len(after) > len(before):
+            last = dev.request("log_read", **{"from": after[-1], "n": 1})["records"][0]
+            assert last["end"] == "interrupted", last
         assert dev.request("status")["fault"] == "ok"
     finally:
         dev.close()

@@ -10,6 +10,13 @@ disagree about which sessions counted. Weeks are 7-day windows from the first da
 counted session; a week's aim is the induction aim while fewer than `induction_sessions`
 sessions had counted at its start, the maintenance aim after. Sessions without a
 wall-clock start (the host never set the time) count, but cannot be placed in a week.
+
+The record's order is its session number (`seq`), never its date (issue 15): `missing`
+lists the numbers absent between the oldest and the newest record read (lost records:
+the firmware numbers every session that delivered charge, without gaps), `back_dated`
+the records dated earlier than one before them (the clock was moved), `attempts` the
+sessions that delivered almost nothing (< 50 µA·min), which the firmware counts in the
+next record instead of logging each (records written before that carry 0).
 """
 
 import tools.paths  # noqa: F401  (firmware modules importable)
@@ -40,6 +47,8 @@ def adherence(records, rx=None, induction_done=False, now=None):
         "weeks": [], "weeks_met": 0, "longest_gap_days": None,
         "first": dated[0]["start"] if dated else None,
         "last": dated[-1]["start"] if dated else None,
+        "attempts": sum(r.get("attempts") or 0 for r in recs),
+        "missing": missing(recs), "back_dated": back_dated(recs),
     }
     if not dated:
         return out
@@ -73,6 +82,30 @@ def adherence(records, rx=None, induction_done=False, now=None):
     return out
 
 
+def missing(recs):
+    """[(first, last)] ranges of session numbers absent between the oldest and the newest
+    of `recs` (sorted by seq)."""
+    out = []
+    for a, b in zip(recs, recs[1:]):
+        if b["seq"] > a["seq"] + 1:
+            out.append((a["seq"] + 1, b["seq"] - 1))
+    return out
+
+
+def back_dated(recs):
+    """Session numbers of the dated records (sorted by seq) that start before a dated
+    record with a lower number did."""
+    out = []
+    top = None
+    for r in recs:
+        if not r.get("epoch"):
+            continue
+        if top is not None and r["start"] < top:
+            out.append(r["seq"])
+        top = r["start"] if top is None or r["start"] > top else top
+    return out
+
+
 def format_adherence(s):
     """The summary as a few lines of text."""
     lines = ["sessions: %d logged, %d counted (>= 80 %% of the prescribed time), %d undated"
@@ -93,6 +126,15 @@ def format_adherence(s):
             "" if w["complete"] else " (in progress)"))
     if s["longest_gap_days"] is not None:
         lines.append("longest gap between sessions: %.1f days" % s["longest_gap_days"])
+    if s.get("attempts"):
+        lines.append("attempts (sessions that delivered almost nothing, not logged one by "
+                     "one): %d" % s["attempts"])
+    if s.get("missing"):
+        lines.append("records missing (lost): " + ", ".join(
+            "%d" % a if a == b else "%d-%d" % (a, b) for a, b in s["missing"]))
+    if s.get("back_dated"):
+        lines.append("dated before an earlier session (the clock was moved): " +
+                     ", ".join("%d" % q for q in s["back_dated"]))
     return "\n".join(lines)
 
 

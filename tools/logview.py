@@ -4,9 +4,12 @@
     make log PORT=/dev/ttyACM0 [CSV=file.csv] [PNG=file.png]
 
 Reads every record (`log_read`, page by page; progress on stderr), then prints one row per
-session (start, duration delivered of prescribed, target and mean current, charge, end
-reason, fault, pauses) and the adherence summary against the plan (tools/log_report.py,
-the firmware's own counting rules). The plan comes from the prescription (`rx_read`, only
+session (number, start, duration delivered of prescribed, target and mean current,
+charge, end reason, fault, pauses, attempts before it) and the adherence summary against
+the plan (tools/log_report.py, the firmware's own counting rules), with the record
+numbers missing from the log and the sessions dated earlier than one before them (a
+moved clock). Records are listed in the order of their session number, never of their
+dates. Records of firmware 0.5 and older (no `attempts`) read as 0 attempts. The plan comes from the prescription (`rx_read`, only
 in service mode) or, without it, from `schedule` (this phase's aim and the number of
 induction sessions; the other phase's aim is then the factory value, and the output says
 so) and `settings_read` (induction marked done).
@@ -39,10 +42,11 @@ EXAMPLES = """
 
 RECORD_FIELDS = ("seq", "start", "epoch", "target_ua", "duration_s", "ramp_up_s",
                  "ramp_down_s", "reverse", "delivered_s", "charge_uamin", "i_min_ua",
-                 "i_mean_ua", "i_max_ua", "load_ohm", "pauses", "paused_s", "end", "fault")
+                 "i_mean_ua", "i_max_ua", "load_ohm", "pauses", "paused_s", "end", "fault",
+                 "profile", "attempts")
 END_COLOURS = {"completed": "#2a9d4a", "stopped": "#e9c46a", "no_contact": "#8ecae6",
                "pause_timeout": "#f4a261", "fault": "#d62828", "dose": "#1b7a3a",
-               "dose_short": "#b5838d"}
+               "dose_short": "#b5838d", "interrupted": "#6c757d"}
 
 
 # ---- download ----------------------------------------------------------------------------------
@@ -114,18 +118,19 @@ def _mmss(s):
 
 def table(records):
     head = ("seq", "start (UTC)", "profile", "delivered", "target", "mean", "charge", "end",
-            "fault", "pauses")
-    units = ("", "", "", "of prescribed", "mA", "mA", "mA*min", "", "", "n / s")
+            "fault", "pauses", "attempts")
+    units = ("", "", "", "of prescribed", "mA", "mA", "mA*min", "", "", "n / s", "before")
     rows = []
-    for r in records:
+    for r in sorted(records, key=lambda r: r["seq"]):
         rows.append((str(r["seq"]), start_text(r), r.get("profile") or "-",
                      "%s / %s" % (_mmss(r["delivered_s"]), _mmss(r["duration_s"])),
                      "%.1f" % (r["target_ua"] / 1000.0), "%.2f" % (r["i_mean_ua"] / 1000.0),
                      "%.1f" % (r["charge_uamin"] / 1000.0), r["end"] or "-",
                      r["fault"] if r["fault"] not in ("ok", 0) else "-",
-                     "%d / %d" % (r["pauses"], r["paused_s"])))
+                     "%d / %d" % (r["pauses"], r["paused_s"]),
+                     str(r.get("attempts") or 0)))
     widths = [max(len(x) for x in col) for col in zip(head, units, *rows)]
-    right = (0, 3, 4, 5, 6, 9)
+    right = (0, 3, 4, 5, 6, 9, 10)
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if k in right else c.ljust(w)

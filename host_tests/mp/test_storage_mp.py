@@ -100,3 +100,41 @@ def test_real_filesystem():
         for name in os.listdir(d):
             os.remove(d + "/" + name)
         os.rmdir(d)
+
+
+def _ck(charge):
+    return (False, False, 1000, charge, 4, 15000, 600, charge // 100, 0, 1, 2, 3, 0,
+            tl.END_INTERRUPTED, 0, 30, 15, 1, 0)
+
+
+def test_checkpoint_survives_a_cut_anywhere():
+    fs0 = FakeFs()
+    log = tl.TreatmentLog(fs0, "data/log")
+    log.load()
+    seq = log.reserve()
+    log.checkpoint(seq, *_ck(100))
+    files = fs0.snapshot()
+    probe = FakeFs(files)
+    pl = tl.TreatmentLog(probe, "data/log")
+    pl.load()
+    pl.checkpoint(seq, *_ck(200))
+    for tear in ("drop", "garbage"):
+        for cut in range(probe.used + 1):
+            fs = FakeFs(files, budget=cut, tear=tear)
+            lg = tl.TreatmentLog(fs, "data/log")
+            lg.load()
+            try:
+                lg.checkpoint(seq, *_ck(200))
+            except PowerCut:
+                pass
+            fs.revive()
+            after = tl.TreatmentLog(fs, "data/log")
+            after.load()
+            got = [r["charge_uamin"] for r in after.orphans]
+            assert got == [100] or got == [200], (tear, cut, got)
+            assert after.orphans[0]["end"] == tl.END_INTERRUPTED
+    # a void: no orphan, and the number goes back
+    log.void(seq)
+    again = tl.TreatmentLog(fs0, "data/log")
+    again.load()
+    assert again.orphans == [] and again.reserve() == seq
