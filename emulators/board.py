@@ -33,6 +33,23 @@ def alive(pid):
         return True
 
 
+def terminate(pid, timeout):
+    """SIGTERM, then SIGKILL after `timeout` s; True if the process was running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.02)
+    if alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return True
+
+
 def raw_pty():
     """(master, slave) of a new pty in raw mode without echo; the master non-blocking."""
     master, slave = os.openpty()
@@ -97,16 +114,8 @@ class EmulatedBoard:
         st = self.state()
         if not st:
             return False
-        pid = st["pid"]
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+        if not terminate(st["pid"], timeout):
             return False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.02)
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
         self.state()            # removes a stale state file
         return True
 

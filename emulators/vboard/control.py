@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from emulators import board
-from emulators.board import EmulatedBoard, alive
+from emulators.board import EmulatedBoard
 from emulators.vboard import lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ class VirtualBoard(EmulatedBoard):
         program by the state file or, without one, by its command line."""
         stopped = EmulatedBoard.stop(self, timeout)
         for d in self.daemons():
-            stopped = _terminate(d["pid"], timeout) or stopped
+            stopped = board.terminate(d["pid"], timeout) or stopped
         return stopped
 
     def hard_reset(self, timeout=10.0):
@@ -134,24 +134,6 @@ class VirtualBoard(EmulatedBoard):
     def meter_path(self):
         """The board's bench-meter file (the plant's true current, boards/sim.py)."""
         return str(self.flash / METER_FILE)
-
-
-def _terminate(pid, timeout):
-    """SIGTERM, then SIGKILL after `timeout` s (the interpreter dies with it either way);
-    True if it was running."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.02)
-    if alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return True
 
 
 def all_boards(root=STATE_ROOT):
