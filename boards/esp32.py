@@ -62,6 +62,9 @@ COMPLIANCE_MV = const(40000)
 HW_TRIP_UA = const(35000)
 OVERSAMPLE = const(8)
 WDT_TIMEOUT_MS = const(1000)  # whole seconds: older esp32 ports truncate ms to s (min 1 s)
+# a flash program or erase stalls the CPU (the cache is off while the SPI flash works: a
+# 4 KB sector erase takes tens of ms): the app writes no flash while the output is enabled
+FLASH_WRITE_STALLS = True
 
 _K_SHIFT = const(14)        # Q14 scale factor; products stay <= 65535 << 14 < 2**30
 

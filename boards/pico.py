@@ -58,6 +58,10 @@ COMPLIANCE_MV = const(40000)
 HW_TRIP_UA = const(35000)
 OVERSAMPLE = const(4)
 WDT_TIMEOUT_MS = const(500)  # < 8388 (rp2040 maximum); > worst-case flash erase stall
+# a flash program or erase stalls the CPU (execute-in-place off, interrupts masked): 45 ms
+# typical per 4 KB erase, 400 ms max (W25Q16JV datasheet); the app writes no flash while
+# the output is enabled (firmware/app.py)
+FLASH_WRITE_STALLS = True
 
 
 class Hardware:

@@ -26,6 +26,9 @@ WDT_TIMEOUT_MS = const(500)
 # the plant runs in the firmware's interpreter and allocates floats every step: the
 # collector must stay on through a session (firmware/app.py turns it off on real boards)
 SESSION_GC_OFF = False
+# the flash is a host file (the virtual board) or a fake (host tests): a write does not
+# stall the loop, so checkpoints are written while current flows (firmware/app.py)
+FLASH_WRITE_STALLS = False
 # the plant has no gain or offset error unless a test gives it one: identity calibration,
 # used by the firmware only while no calibration is stored on the (virtual) board
 DEFAULT_CALIBRATION = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0,

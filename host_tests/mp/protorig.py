@@ -28,7 +28,7 @@ CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0, "r_gain":
 
 class Rig:
     def __init__(self, service=True, cal=True, fs=None, reader=None, hw_selftest=True,
-                 service_button=None, urandom=None, **plant):
+                 service_button=None, urandom=None, flash_stalls=False, **plant):
         self.skew_us = 0
         self.bench = scenario.Bench(**plant)
         self.bench.plant.contact = True
@@ -43,7 +43,8 @@ class Rig:
         self.app = App(b.ctrl, self.store, self.write, self.ticks, reader=reader,
                        service=service, uid="sim-rig",
                        hw=b.hw if hw_selftest else None, sleep_us=self.sleep_us,
-                       service_button=service_button, urandom=urandom)
+                       service_button=service_button, urandom=urandom,
+                       flash_stalls=flash_stalls)
         self.ctrl = b.ctrl
 
     def ticks(self):

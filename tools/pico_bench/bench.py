@@ -26,9 +26,11 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
     locked   1: every period runs with the heap locked (micropython.heap_lock), step
              and poll, so a single byte allocated raises: the run then stops, prints the
              traceback and reports the state and the error ("alloc_error"). The only
-             polls let allocate run outside a session: a session's end (its log record
-             is built, then written to flash) and, with a flood, the polls of IDLE, DONE
-             and FAULT (a request is then read the usual way: the collector is on);
+             polls let allocate are a session's start (the checkpoint file is opened,
+             app.py `_set_active`), its checkpoints (every 60 s: a 48-byte record
+             sealed with a CRC-32, a heap int, and written to flash), its end (its log
+             record is built, then written to flash) and, with a flood, the polls of IDLE, DONE and FAULT (a request is
+             then read the usual way: the collector is on);
              they are counted as "event_polls". In a session, flood or not, every poll
              runs locked: the requests a host sends then are read and answered in place
              (flatreq.py). Default 1.
@@ -41,7 +43,7 @@ Output: one JSON line per state reached, starting {"bench": STATE, ...}, then on
 "bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
 poll; 20 µs histogram bins up to 3 ms, so percentiles are bin upper edges, or the maximum above 3 ms), period_p50/max (µs),
 late (health.LoopHealth late periods), overruns (safety monitor), locked (periods run
-with the heap locked: each of them allocated nothing), event_polls (a session's end).
+with the heap locked: each of them allocated nothing), event_polls (a session's start, checkpoints and end).
 The summary: fault, worst period, late periods and overruns in all, collections,
 locked periods, event_polls, alloc_error (null, or where the loop allocated),
 alloc_bytes (bytes allocated over all `periods`, commands and session ends included,
@@ -50,7 +52,12 @@ after the run with the automatic collection off, so every byte shows; null when 
 app collected meanwhile; gc.mem_alloc takes ~9 ms on an RP2040, so it is never called
 between periods: called while current flows it would stretch a period into the
 monitor's overrun fault), heap_free, heap_largest (the heap as the run
-left it) and heap_largest_after_gc (health.LoopHealth's probe). The control step
+left it) and heap_largest_after_gc (health.LoopHealth's probe), bench_own (heap bytes the script's
+code and histograms hold, which a real boot does not) and reserve (main's import-time
+reserve as the bench took it: main.RESERVE_BYTES less bench_own) and start_us_max (the
+longest session start, made between two periods as the start command makes it in a poll:
+the period after it is that much late), faults (the faults that ended sessions, in order;
+the scripted sessions end with none). The control step
 always runs with the heap locked in main.run: an allocation there would raise and fault.
 The bench turns the automatic collection off (gc.disable); the app's own collections
 (app.py, GC_LOW) still run.
@@ -62,11 +69,6 @@ import time
 from array import array
 
 import micropython
-
-import main
-import profiles
-import safety
-import session as sm
 
 CFG = {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 0, "phase_s": 5, "status_hz": 0}
 try:
@@ -157,24 +159,38 @@ class Timed:
         per = ticks_diff(last, v[0])
         v[0] = last
         c = self.cls_now()
+        event = False
         if self.locked:
             app = self.app
             rec = app.recorder
-            if (self.flood or rec.running or rec.pending) and not app.session_active():
-                # no session: a session's end (its record is built and written), or the
-                # flood's requests read the usual way (both allocate by design)
-                micropython.heap_unlock()
-                try:
-                    self.real_poll()
-                finally:
-                    micropython.heap_lock()
-                st.events[c] += 1
-            else:
+            active = app.session_active()
+            clock = app.clock
+            clock.update()               # as the poll does first (idempotent)
+            now = clock.uptime_ms()
+            # a session's start (the checkpoint file is opened), a checkpoint (its CRC
+            # and epoch fields are 32-bit ints: heap objects), a session's end (its
+            # record is built and written), or outside a session the flood's requests
+            # read the usual way: all allocate by design (app.py's poll)
+            writes = app.may_write_flash()
+            event = active != app._active or \
+                (rec.void_seq and writes and now >= app._void_retry) or \
+                (active and writes and 0 <= rec.ck_due <= now) or \
+                (active and writes and rec.seq == 0 and
+                 self.ctrl.session.charge_uamin >= RECORD_UAMIN) or \
+                ((self.flood or rec.running or rec.pending) and not active)
+        t2 = ticks_us()                  # the poll alone, not the bench's test above
+        if event:
+            micropython.heap_unlock()
+            try:
                 self.real_poll()
-                st.locked[c] += 1
+            finally:
+                micropython.heap_lock()
+            st.events[c] += 1
         else:
             self.real_poll()
-        pl = ticks_diff(ticks_us(), t1)
+            if self.locked:
+                st.locked[c] += 1
+        pl = ticks_diff(ticks_us(), t2)
         st.n[c] += 1
         st.tick[c][tk // _BIN if tk < _BIN * _NB else _NB - 1] += 1
         st.poll[c][pl // _BIN if pl < _BIN * _NB else _NB - 1] += 1
@@ -212,8 +228,38 @@ class Stats:
         self.events = array("I", bytearray(4 * nc))
 
 
+def own_footprint(st):
+    """Heap bytes this script holds that a real boot does not: its code (from BENCH's
+    "a0", gc.mem_alloc() before the script, set by tools/bench_pico) and `st`'s histograms
+    (~11.6 KB). Measured on the emulated Pico: ~8.3 KB of code, ~20 KB in all."""
+    gc.collect()
+    a0 = CFG.get("a0")
+    return gc.mem_alloc() - a0 if a0 else 20 * 1024
+
+
+st = Stats()                      # first: the app's graph is then built as main() builds it
+OWN = own_footprint(st)
+import main  # noqa: E402 - takes main.RESERVE_BYTES at its import, as at a boot
+
+# The firmware's import-time reserve, less what this script holds: the firmware's graph
+# is then built in the heap a real boot leaves it (with the full reserve beside the
+# script, the imports no longer fit: MemoryError in main.build()).
+main._reserve = None
+gc.collect()
+RESERVE = max(0, main.RESERVE_BYTES - OWN)
+main._reserve = bytearray(RESERVE)
+
+import profiles  # noqa: E402
+import safety  # noqa: E402
+import session as sm  # noqa: E402
+from treatment_log import RECORD_UAMIN  # noqa: E402 - a session's first checkpoint
+
+
+START_US = [0]      # the longest start() (outside the loop: the next period is that late)
+FAULTS = []         # the faults that ended a session
+
+
 def main_bench():
-    st = Stats()                 # first: the app's graph is then built as main() builds it
     b = main.build()
     ctrl = b.ctrl
     app = b.app
@@ -245,13 +291,17 @@ def main_bench():
                          health=hl)
             finally:
                 if locked:
-                    micropython.heap_unlock()
+                    # main.run's handler already unlocked on an exception: one more
+                    # heap_unlock() would wrap the depth and leave the heap locked
+                    main.release_heap()
             done += 20
             if until is not None and until():
                 return True
         return False
 
     def cmd(name, **fields):
+        if ses.state == sm.FAULT:
+            FAULTS.append(safety.NAMES[saf.fault])
         try:
             return app.commands.handle(name, fields)
         except Exception as e:       # e.g. a fault ended the session: report it, go on
@@ -263,12 +313,18 @@ def main_bench():
         """A session of catalogue profile `name`, started as the start command does
         (the command itself would refuse a board without calibration or prescription)."""
         p = profiles.from_catalog(name, **changes)
+        t0 = time.ticks_us()
         app.recorder.observe(ctrl, app.clock)
         if ses.state == sm.FAULT or ses.state == sm.DONE:
+            if ses.state == sm.FAULT:
+                FAULTS.append(safety.NAMES[saf.fault])
             ctrl.reset()
         ctrl.start(p)
         app.recorder.begin(app.clock)
         app.profile_name = name
+        t = time.ticks_diff(time.ticks_us(), t0)
+        if t > START_US[0]:
+            START_US[0] = t
 
     flood = Flood() if CFG["flood"] else None
     if flood is None and CFG["status_hz"]:
@@ -376,6 +432,8 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
         "collections": app.collections, "periods": periods,
         "locked": sum(st.locked), "event_polls": sum(st.events), "alloc_error": alloc_error,
         "alloc_bytes": alloc, "tel_sent": app.tel_sent,
+        "bench_own": OWN, "reserve": RESERVE, "start_us_max": START_US[0],
+        "faults": FAULTS,
         "lines": app.proto.lines, "internal": app.proto.internal,
         "heap_free": gc.mem_free(), "heap_largest": largest,
         "heap_largest_after_gc": largest_gc,
