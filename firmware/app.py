@@ -205,7 +205,7 @@ class App:
         rec = self.recorder
         rec.observe(ctrl, clock)
         quiet = not ctrl.hal.enabled
-        may_write = self.may_write_flash()
+        may_write = quiet or not self._flash_stalls     # may_write_flash(), without a call
         if rec.void_seq and may_write and clock.uptime_ms() >= self._void_retry:
             self._checkpoint()
         elif rec.pending and not active and quiet:

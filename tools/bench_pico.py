@@ -22,6 +22,8 @@ the goals of issue 11:
 The emulated flash takes the W25Q16JV's typical program and erase times (a write stalls
 the CPU: emulators/vpico/spiflash.mjs).
 --quick: 20 s of treatment instead of 120 s and no 5-minute soak (a smoke run).
+--flash-timing max: the flash's worst-case times (400 ms per 4 KB erase), e.g. to see that
+the watchdog (boards/pico.py WDT_TIMEOUT_MS) outlasts the log's writes.
 --port: a running board instead (emulated or real; it must be flashed and calibrated).
 Emulated times are a lower bound: rp2040js models no flash cache or bus latency.
 The emulator runs at roughly 0.2-0.6 emulated seconds per wall second; the full run takes
@@ -128,11 +130,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short treatment, no soak")
     ap.add_argument("--keep", action="store_true", help="leave the emulated Pico running")
     ap.add_argument("--port", help="a running, flashed, calibrated board instead")
+    ap.add_argument("--flash-timing", choices=("typical", "max", "none"), default="typical",
+                    help="the emulated flash's program and erase times (W25Q16JV datasheet: "
+                         "typical, or the worst case a chip may take; none: zero time)")
     ns = ap.parse_args(argv)
     import tools.paths  # noqa: F401
     from emulators.vpico import PicoError, VirtualPico
     from emulators.vpico.provision import provision
-    print("Emulated RP2040 (MicroPython 1.28.0 rp2 image in rp2040js 1.4.1, boards/pico.py)")
+    print("Emulated RP2040 (MicroPython 1.28.0 rp2 image in rp2040js 1.4.1, boards/pico.py; "
+          "flash times: %s)" % ns.flash_timing)
     vp = None
     port = ns.port
     try:
@@ -141,7 +147,8 @@ def main(argv=None):
             vp.stop()
             t0 = time.monotonic()
             try:
-                st = vp.start(owner=os.getpid(), fresh=True)   # never outlives this run
+                st = vp.start(owner=os.getpid(), fresh=True,   # never outlives this run
+                              runner_args=("--flash-timing", ns.flash_timing))
             except PicoError as e:
                 print("bench_pico: %s" % e, file=sys.stderr)
                 return 1
