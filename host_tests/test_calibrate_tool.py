@@ -8,7 +8,6 @@ TRUE current. The treatment error is judged on that truth too: closed-loop sessi
 2..25 mA before and after calibrating; after, every point must be within 0.5 %.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -36,23 +35,6 @@ RESISTOR = {"contact": True, "nonlinear": False, "offset_v": 0.0, "skin_ohm": 1.
             "water_ohm": 0.0, "body_ohm": 999.0}          # 1 kΩ in all
 TARGETS_MA = (2, 5, 10, 15, 20, 25)
 CODE = "000000"      # the factory technician code (docs/protocol.md)
-
-
-# The board's clock while the calibrate tool runs. Its hold's hard cap is 31 min of board
-# time (limits.MAX_DURATION_S + ramps + 60 s) and the tool holds each point for seconds
-# of wall time: at the fixture's maximum speed a busy host let a calibration pass the cap
-# (hard_cap at the 15 mA point, with a benchmark running beside the suite). At 10x the
-# cap is 186 s of wall time; the calibration takes ~20 s.
-CAL_SPEED = 10.0
-
-
-@contextlib.contextmanager
-def calibration_speed(vb):
-    vb.set_load(speed=CAL_SPEED)
-    try:
-        yield
-    finally:
-        vb.set_load(speed=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +78,16 @@ def test_calibration_brings_the_treatment_error_under_half_a_percent(board, tmp_
     before = treatment_errors(board)
     assert max(abs(e) for e in before.values()) > 4.0, before   # the unit is off by ~5 %
     scpi = ScpiMeter(board.meter_path(), timeout=60).start()
-    with calibration_speed(board):
-        load_before = board.load()
-        try:
-            r = run_tool("calibrate", "--vboard", board.name, "--meter",
-                         "visa:" + scpi.resource, "--load-ohm", "1000", "--code", CODE,
-                         "--tech", "pytest", "--yes", "--out", str(tmp_path))
-        finally:
-            scpi.close()
-        load_after = board.load()
+    load_before = board.load()
+    try:
+        r = run_tool("calibrate", "--vboard", board.name, "--meter", "visa:" + scpi.resource,
+                     "--load-ohm", "1000", "--code", CODE, "--tech", "pytest", "--yes",
+                     "--out", str(tmp_path))
+    finally:
+        scpi.close()
     assert r.returncode == 0, r.stdout + r.stderr
     assert "calibration load in place" in r.stdout and "calibration load removed" in r.stdout
-    assert load_after == load_before                     # the tool put the load back
+    assert board.load() == load_before                   # the tool put the load back
     assert "the firmware answers" in r.stdout            # reset: the watchdog is off again
     reports = sorted(p.name for p in tmp_path.iterdir())
     assert len(reports) == 2 and reports[0].endswith(".png") and reports[1].endswith(".txt")
@@ -125,10 +105,9 @@ def test_a_wrong_resistor_is_refused_and_nothing_is_written(board, tmp_path):
     # --board-load: the board keeps its 1 kOhm; the technician says 1.2 kOhm
     cal_before = (board.flash / "data" / "cal.rec").read_bytes() \
         if (board.flash / "data" / "cal.rec").exists() else None
-    with calibration_speed(board):
-        r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
-                     "--load-ohm", "1200", "--board-load", "--code", CODE, "--yes",
-                     "--out", str(tmp_path))
+    r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
+                 "--load-ohm", "1200", "--board-load", "--code", CODE, "--yes",
+                 "--out", str(tmp_path))
     assert r.returncode == 1, r.stdout + r.stderr
     assert "wrong resistor" in r.stderr and "not the 1200 ohm" in r.stderr
     assert "Traceback" not in r.stderr and "watchdog" in r.stdout
@@ -140,11 +119,10 @@ def test_a_wrong_resistor_is_refused_and_nothing_is_written(board, tmp_path):
 def test_with_no_load_set_the_tool_brings_its_own(board, tmp_path):
     # the board's hands are out and its skin is a polarizing one: make calibrate still works
     board.set_load(contact=False, offset_v=2.0, nonlinear=True, skin_ohm=2000.0)
-    with calibration_speed(board):
-        before = board.load()
-        r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
-                     "--code", CODE, "--yes", "--out", str(tmp_path))
-        after = board.load()
+    before = board.load()
+    r = run_tool("calibrate", "--vboard", board.name, "--meter", "sim:" + board.name,
+                 "--code", CODE, "--yes", "--out", str(tmp_path))
+    after = board.load()
     board.set_load(**RESISTOR)
     assert r.returncode == 0, r.stdout + r.stderr
     assert after == before                       # its load is back as it was
