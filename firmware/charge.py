@@ -15,7 +15,15 @@ _UAMS_PER_UAMIN = const(60000)
 class Charge:
     def __init__(self):
         self.dose_uamin = 0      # 0: not dose mode
+        self.near_uamin = 0      # reached() can be True only with at most this much left
         self.clear()
+
+    def set_dose(self, dose_uamin, ramp_uams_max):
+        """Dose mode with `dose_uamin` (0: off); `ramp_uams_max`: the most a ramp down
+        can deliver in this session (µA·ms, ramp.Ramp.down_uams_from at the highest
+        setpoint). It sets `near_uamin`, so the step asks reached() only near the end."""
+        self.dose_uamin = dose_uamin
+        self.near_uamin = ramp_uams_max // _UAMS_PER_UAMIN + 2
 
     def clear(self):
         self.uamin = 0           # delivered, µA·min

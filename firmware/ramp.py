@@ -96,7 +96,14 @@ class Ramp:
         time. A small int in dose mode: a ramp down is at most 222 s there (the slope set
         by a 1 mA target over 60 s, the target then raised to 4 mA), so at most
         4300 x 222000 / 2 µA·ms (7958 µA·min; charge.Charge.reached needs < 2**30)."""
-        return (self.ua + END_UA) * self.left_ms() >> 1
+        left = self._sp_q - _END_Q          # left_ms(), written out (a call costs ~20 µs)
+        return (self.ua + END_UA) * (left // self._down_q if left > 0 else 0) >> 1
+
+    def down_uams_from(self, ua):
+        """down_uams() from a setpoint of `ua` µA: the most a ramp down delivers from any
+        setpoint up to `ua` (µA·ms; the same bound on `ua` keeps it a small int)."""
+        left = (ua << _Q) - _END_Q
+        return (ua + END_UA) * (left // self._down_q if left > 0 else 0) >> 1
 
     def _move(self, delta_q, limit_q):
         """Move the setpoint by delta_q towards limit_q; return the new setpoint (Q)."""

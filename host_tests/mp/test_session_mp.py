@@ -558,6 +558,37 @@ def test_dose_ends_on_the_dose_including_the_ramp_down():
         assert names(r.states) == ["WAIT_CONTACT", "RAMP_UP", "TREAT", "RAMP_DOWN", "DONE"]
 
 
+def test_the_dose_check_is_skipped_only_where_the_dose_cannot_be_reached():
+    """A step asks charge.reached() only within charge.near_uamin of the dose (the exact
+    check costs ~60 µs on an RP2040). reached() is False while more than the ramp down's
+    charge + 2 µA·min is left, so the skip is exact while that stays within near_uamin:
+    checked at every step of the slowest ramp down from the highest setpoint dose mode
+    allows (1 mA over 60 s, the target then raised to 4 mA: a 222 s ramp down, longer
+    than the profile's 60 s, which the RAMP_DOWN timeout must allow), and the dose lands."""
+    from profiles import MODE_DOSE
+    dose = 20000       # more than the 4 mA ramp down alone (7955 µA·min)
+    r = Run(profile=Profile(target_ua=1000, duration_s=1800, ramp_up_s=10, ramp_down_s=60,
+                            mode=MODE_DOSE, dose_uamin=dose), duration_ms=None)
+    worst = [0]
+
+    def watch(prev, cur):
+        ch = r.ses._charge
+        need = r.ses._ramp.down_uams() // 60000 + 2
+        assert need <= ch.near_uamin, (cur, need, ch.near_uamin)
+        worst[0] = max(worst[0], need)
+    r.watch = watch
+    r.start()
+    r.until(sm.TREAT, 20000)
+    assert r.ses.set_target(limits.DOSE_MAX_UA)
+    r.until(sm.RAMP_DOWN, 3600000)
+    t_down = r.until(sm.DONE, 300000)
+    assert r.ses.end_reason == sm.END_DOSE, sm.END_NAMES[r.ses.end_reason]
+    assert t_down >= 220000, t_down          # the whole ramp, not cut at 60 s + grace
+    assert abs(r.ses.charge_uamin - dose) * 100 <= dose, r.ses.charge_uamin
+    # the bound is the worst case, not loose: the ramp down from 4 mA needed most of it
+    assert worst[0] * 10 >= r.ses._charge.near_uamin * 9, (worst[0], r.ses._charge.near_uamin)
+
+
 def test_set_target_moves_at_the_ramp_slopes():
     r = Run()                                   # 10 mA, up 10 s (1 µA/ms), down 5 s (2 µA/ms)
     r.start()
