@@ -1,0 +1,68 @@
+"""tools/bench_pico's real-boot run: a treatment driven over the line protocol, judged on
+the firmware's own figures in `status`. Here on the virtual board (seconds, not the
+emulated Pico's minutes; make bench runs it on the Pico): it drives a session to its end,
+reads figures measured after it, and its table says MISSED where a goal is missed."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import bench_pico
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def vboard():
+    from test_virtual_board import require_tools
+    from emulators.vboard import STATE_ROOT, VirtualBoard
+    require_tools()
+    name = "pytest-bench-%d" % os.getpid()
+    vb = VirtualBoard(name)
+    vb.start(owner=os.getpid())
+    r = subprocess.run([sys.executable, "-m", "tools.flash", "--vboard", name], cwd=str(ROOT),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield vb
+    vb.stop()
+    shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
+
+def test_real_boot_drives_a_session_to_its_end_and_reads_the_heap_after_it(vboard, capsys):
+    vboard.set_load(contact=True, skin_ohm=1500.0, water_ohm=100.0, speed=10)
+    # telemetry at 1 Hz: at 10x that is 10 lines a wall second, which the pty holds for
+    # seconds (output nobody reads for 0.5 s is dropped, cut mid-line, as on a port)
+    r = bench_pico.real_boot(vboard.port, vboard, 30, target_ua=10000, tel_hz=1,
+                             status_every_s=0.05, log=lambda s: None)
+    end, after = r["end"], r["after"]
+    assert end["state"] == "DONE" and end["end"] == "stopped" and end["elapsed_s"] >= 30, end
+    assert r["treat"]["state"] == "TREAT" and r["treat"]["i_ua"] > 9000, r["treat"]
+    assert after["heap_largest_s"] > end["uptime_s"] and after["heap_largest"] > 0, after
+    assert r["statuses"] >= 3 and r["tel"] > 0, r
+    ok = bench_pico.real_boot_table("t", r)
+    out = capsys.readouterr().out
+    assert re.search(r"largest free block, after the session +%d B" % after["heap_largest"], out)
+    assert ok == (after["heap_largest"] >= bench_pico.GOAL_LARGEST and after["overruns"] == 0)
+
+
+def test_the_real_boot_table_says_missed_for_each_goal_missed(capsys):
+    st = {"state": "DONE", "end": "completed", "fault": "ok", "elapsed_s": 300,
+          "loop_late": 0, "overruns": 0, "loop_worst_us": 5100, "heap_largest": 40000,
+          "heap_free": 90000}
+    r = {"before": dict(st, state="IDLE"), "treat": dict(st, state="TREAT"), "end": st,
+         "after": st, "statuses": 10, "tel": 100}
+    assert bench_pico.real_boot_table("t", r)
+    assert "MISSED" not in capsys.readouterr().out
+    for bad in ({"heap_largest": bench_pico.GOAL_LARGEST - 1}, {"overruns": 1},
+                {"end": "fault", "fault": "overrun", "state": "FAULT"}):
+        rr = dict(r, after=dict(st, **bad), end=dict(st, **bad))
+        assert not bench_pico.real_boot_table("t", rr), bad
+        assert "MISSED" in capsys.readouterr().out, bad
+    rr = dict(r, treat=dict(st, state="TREAT", loop_late=2))
+    assert not bench_pico.real_boot_table("t", rr)
+    assert "MISSED" in capsys.readouterr().out
