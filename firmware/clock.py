@@ -35,6 +35,7 @@ TIME_SLEW_S = const(300)
 TIME_AHEAD_S = const(366 * 24 * 3600)
 _EARLY = "%d: before the log's newest record (%d): service mode"
 _MS_HALF = const(0x10000000)
+_SPLIT = const(100000)           # epoch_lo's range: 5 decimal digits
 
 
 def ms_diff(a, b):
@@ -52,6 +53,11 @@ class Clock:
         self.uptime_s = 0
         self._epoch0 = None       # wall-clock seconds at uptime_s == _up0
         self._up0 = 0
+        # epoch(), once set, as epoch_hi * 100000 + epoch_lo: two small ints kept up to
+        # date every second, for a reply written during a session (epoch seconds are
+        # over 2**30, a heap int on a 32-bit board: 160 B a status, issue 11)
+        self.epoch_hi = 0
+        self.epoch_lo = 0
         self._anchor = 0          # the last setting in service mode or the first since
         self._anchor_up = 0       # boot (epoch s, at uptime s): later ones stay near it
 
@@ -70,6 +76,11 @@ class Clock:
             s = ms // 1000
             self.uptime_s += s
             ms -= s * 1000
+            lo = self.epoch_lo + s
+            if lo >= _SPLIT:
+                self.epoch_hi += lo // _SPLIT
+                lo %= _SPLIT
+            self.epoch_lo = lo
         self._ms = ms
 
     def uptime_ms(self):
@@ -82,6 +93,8 @@ class Clock:
             self._anchor_up = self.uptime_s
         self._epoch0 = epoch_s
         self._up0 = self.uptime_s
+        self.epoch_hi = epoch_s // _SPLIT
+        self.epoch_lo = epoch_s % _SPLIT
 
     def refusal(self, epoch_s, floor_s, service):
         """Why setting `epoch_s` is refused (str), or None; `floor_s`: the log's floor."""

@@ -39,7 +39,7 @@ from protocol import LINE_MAX
 from schema import BOOL, CHOICE, INT, Reject
 from service_commands import CAL_HOLD, CODE, ServiceCommands
 from recorder import profile_code, dose_carry
-from replyline import FieldReply
+from replyline import FieldReply, SplitInt
 
 VERSION = "0.5.0"
 PROTOCOL = 2      # 2: firmware 0.5 (profiles, prescription format 2, service mode)
@@ -107,6 +107,7 @@ class Commands:
     def __init__(self, app):
         self.app = app
         self._status = FieldReply(STATUS_KEYS, STATUS_NAMES)
+        self._time = SplitInt()
         self._state = FieldReply(("state",), sm.NAMES)
         self._adjusted = FieldReply(("state", "target_ua"), sm.NAMES)
         self._tel = FieldReply(("on", "hz"), ())
@@ -255,7 +256,14 @@ class Commands:
         d["settings"] = store.settings.status
         d["log_last"] = store.log.last
         d["log_pending"] = len(app.recorder.pending)
-        d["time"] = app.clock.epoch()
+        clock = app.clock
+        if clock.valid:
+            t = self._time                 # epoch seconds without a heap int (replyline)
+            t.hi = clock.epoch_hi
+            t.lo = clock.epoch_lo
+            d["time"] = t
+        else:
+            d["time"] = None
         d["uptime_s"] = app.clock.uptime_s
         d["tel_hz"] = app.tel_hz
         d["service"] = app.service

@@ -45,6 +45,19 @@ _TRUE = b"true"
 _FALSE = b"false"
 
 
+class SplitInt:
+    """An int past the small-int range as two small ints, `hi` * 100000 + `lo` (0 <= lo
+    < 100000), set in place: a field value FieldReply writes with nothing allocated
+    (clock.Clock.epoch_hi/epoch_lo: epoch seconds). `value()`: the int (allocates)."""
+
+    def __init__(self):
+        self.hi = 0
+        self.lo = 0
+
+    def value(self):
+        return self.hi * 100000 + self.lo
+
+
 class FieldReply:
     ok = True
     steps = True          # may be written over several polls (begin, step)
@@ -77,7 +90,11 @@ class FieldReply:
 
     def as_dict(self):
         """A copy of the fields (the usual reply path adds "id" and "ok" to it)."""
-        return dict(self.fields)
+        d = dict(self.fields)
+        for k in d:
+            if isinstance(d[k], SplitInt):
+                d[k] = d[k].value()
+        return d
 
     def line(self, rid):
         """The JSON line {"id": rid, "ok": true, ...fields} (LF included, a memoryview: it
@@ -129,6 +146,8 @@ class FieldReply:
                 p = put_kv(buf, p, k, len(k), q, len(q))
             elif isinstance(v, int) and -_SMALL <= v <= _SMALL:
                 p = put_kint(buf, p, k, len(k), v)
+            elif isinstance(v, SplitInt):
+                p = _put_split(buf, put_bytes(buf, p, k, len(k)), v.hi, v.lo)
             else:
                 p = _put_value(buf, put_bytes(buf, p, k, len(k)), v)
                 if p < 0:
@@ -164,14 +183,20 @@ def _put_big(buf, p, v):
         p += 1
         v = -v
     hi = v // 100000
-    lo = v - hi * 100000
-    p = put_int(buf, p, hi) if hi <= _SMALL else -1
-    if p < 0:
+    if hi > _SMALL:
         return -1
-    for i in range(4, -1, -1):
-        buf[p + i] = 48 + lo % 10
-        lo //= 10
-    return p + 5
+    return _put_split(buf, p, hi, v - hi * 100000)
+
+
+def _put_split(buf, p, hi, lo):
+    """hi * 100000 + lo (hi >= 0, 0 <= lo < 100000, small ints) at buf[p:]; the end."""
+    if hi:
+        p = put_int(buf, p, hi)
+        for i in range(4, -1, -1):
+            buf[p + i] = 48 + lo % 10
+            lo //= 10
+        return p + 5
+    return put_int(buf, p, lo)
 
 
 class ErrorLine:

@@ -167,6 +167,45 @@ def test_requests_in_a_session_allocate_nothing():
     assert rig.ctrl.session.state == sm.RAMP_DOWN == seen.ctrl.session.state
 
 
+def test_status_in_a_session_allocates_nothing_with_the_clock_set():
+    """A host sets the clock (every tool does) to a date past 2004: epoch seconds are then
+    over 2**30, a heap int on a 32-bit board. `status` during a session still allocates
+    nothing, and its `time` is the clock's (measured on the emulated RP2040 before this was
+    fixed: ~750 B per status, the heap full after ~20 s of `status` twice a second, then
+    an overrun fault)."""
+    rig = Rig(skin_ohm=1000.0)
+    epoch = 1796049305                       # 2026-11-30
+    rig.ok("time_set", epoch=epoch)
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    proto = rig.app.proto
+    kept = []
+    proto.write_n = lambda buf, n: kept.append(bytes(buf[:n]))
+    proto.on_line = proto.handle_line
+    data = b'{"id":1,"cmd":"status"}\n'
+    _feed_whole(proto, data)
+    r = json.loads(kept[-1])
+    up = rig.app.clock.uptime_s
+    assert r["ok"] and epoch <= r["time"] <= epoch + up + 1, (r["time"], up)
+    count = [0]
+
+    def consume(data):                       # the stream takes the line (nothing kept)
+        count[0] += 1
+
+    def consume_n(buf, n):
+        count[0] += 1
+    proto.write = consume
+    proto.write_n = consume_n
+    for k in range(3):
+        count[0] = 0
+        if mptest.is_micropython():
+            a = mptest.allocated_by(_feed_whole, proto, data)
+        else:
+            a = 0
+            _feed_whole(proto, data)
+        assert count[0] == 1 and a == 0, (k, a)
+
+
 def test_a_flat_refusal_is_the_dict_paths_refusal():
     rig = _rig_in_treat()
     app = rig.app

@@ -465,6 +465,27 @@ def test_ms_clock_folds_microseconds():
     assert clock.ms_diff(1000, 0) == 1000
 
 
+def test_the_epochs_small_parts_follow_the_clock_across_their_carry():
+    """epoch_hi * 100000 + epoch_lo is epoch() at every update (status writes the parts:
+    epoch seconds are a heap int on a 32-bit board), across lo's carry and big steps."""
+    from ticks import ticks_add
+    t = [0]
+
+    def ticks():
+        return t[0]
+    c = clock.Clock(ticks)
+    c.set_epoch(1796099990)                  # lo 99990: carries in 10 s
+    for step_us in (700000, 1000000, 3000000, 250000000):
+        for _ in range(40):
+            t[0] = ticks_add(t[0], step_us)  # wraps at the port's period
+            c.update()
+            assert c.epoch_hi * 100000 + c.epoch_lo == c.epoch(), (step_us, c.epoch())
+            assert 0 <= c.epoch_lo < 100000
+    assert c.epoch() > 1796100000 + 10000
+    c.set_epoch(5)                           # a set moves both parts
+    assert (c.epoch_hi, c.epoch_lo) == (0, 5)
+
+
 def test_patterns_and_buttons_across_the_wrap():
     d = Dev()
     base = (1 << 29) - 1000
