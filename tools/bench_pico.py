@@ -92,8 +92,8 @@ def real_boot(port, vp, treat_s, target_ua=15000, tel_hz=10, status_every_s=0.5,
     The board boots as a patient's does (main.py: no benchmark script in its RAM), then
     the line protocol drives it as a host would: telemetry at `tel_hz`, `start` with
     `target_ua` (µA), `stop` after `treat_s` seconds of treatment (board time; ramps: the
-    prescription's), `status` every `status_every_s` wall seconds until the session is
-    over, then `status` until the firmware has searched its largest free block again
+    prescription's), `status` every `status_every_s` seconds of board time (telemetry's
+    clock) until the session is over, then `status` until the firmware has searched its largest free block again
     (health.py: only between sessions, at most every 10 s). `vp`: an emulated board
     (hard_reset: the Pico's power cycle, the virtual board's restart), or None for a real
     board on `port` (machine.reset through mpremote).
@@ -136,12 +136,29 @@ def real_boot(port, vp, treat_s, target_ua=15000, tel_hz=10, status_every_s=0.5,
             if time.monotonic() > deadline:
                 raise RuntimeError("the session did not end within %.0f s wall; last status %s"
                                    % (treat_s * 20 + 600, st))
-            time.sleep(status_every_s)
+            _wait_board_ms(dev, int(status_every_s * 1000), out)
         out["end"] = st
         out["after"] = _largest_after(dev, st["uptime_s"], out)
     finally:
         cli.close_quietly(dev)
     return out
+
+
+def _wait_board_ms(dev, ms, out, timeout=60):
+    """Read telemetry until the board's clock (its lines' `ms`) has moved `ms` on from the
+    first line read: a host's pace in board time (an emulated board runs slower than real
+    time, so a pace in wall time would be a faster host there). Wall `timeout` s."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in dev.read_telemetry(0.02):
+            out["tel"] += 1
+            if first is None:
+                first = t["ms"]
+            elif t["ms"] - first >= ms:
+                dev.telemetry.clear()
+                return
+    dev.telemetry.clear()
 
 
 def _largest_after(dev, uptime_s, out, timeout=600):
