@@ -206,6 +206,68 @@ def test_status_in_a_session_allocates_nothing_with_the_clock_set():
         assert count[0] == 1 and a == 0, (k, a)
 
 
+class _ChunkReader:
+    """A host link that hands the app a request line `chunk` bytes per read, as a USB
+    link does when a line arrives in packets or is read while the host is writing it.
+    Nothing allocated per read (byte by byte from a preallocated buffer)."""
+
+    def __init__(self, line, chunk):
+        self.line = bytearray(line)
+        self.chunk = chunk
+        self.pos = len(line)           # nothing pending until send()
+
+    def send(self):
+        self.pos = 0
+
+    def readinto(self, buf):
+        n = 0
+        line = self.line
+        end = len(line)
+        while n < self.chunk and n < len(buf) and self.pos < end:
+            buf[n] = line[self.pos]
+            self.pos += 1
+            n += 1
+        return n
+
+
+def test_a_session_polled_with_status_through_the_loop_allocates_nothing():
+    """The app's own poll reading `status` lines from its reader in chunks of 1, 8 and 64
+    bytes, telemetry at 10 Hz, the clock set: no poll of the session allocates (on the
+    emulated RP2040 a real boot polled this way filled the heap, then faulted overrun)."""
+    line = b'{"id":7,"cmd":"status"}\n'
+    for chunk in (1, 8, 64):
+        reader = _ChunkReader(line, chunk)
+        rig = Rig(skin_ohm=1000.0, reader=reader)
+        rig.ok("time_set", epoch=1796049305)
+        rig.ok("start", target_ua=10000, duration_s=300)
+        assert rig.until(sm.TREAT, 60)
+        rig.ok("telemetry", on=True, hz=10)
+        replies = [0]
+
+        def sink(data):
+            replies[0] += 1
+
+        def sink_n(buf, n):
+            replies[0] += 1
+        rig.app.proto.write = sink
+        rig.app.proto.write_n = sink_n
+        worst = 0
+        for k in range(12):
+            reader.send()
+            for _ in range(60):                # 0.3 s: the line read, answered, written
+                rig.bench.step()
+                if mptest.is_micropython():
+                    a = mptest.allocated_by(rig.app.poll)
+                else:
+                    a = 0
+                    rig.app.poll()
+                if a > worst:
+                    worst = a
+        assert rig.ctrl.session.state == sm.TREAT, sm.NAMES[rig.ctrl.session.state]
+        assert rig.app.proto.lines >= 12 and replies[0] >= 12, (chunk, rig.app.proto.lines, replies[0], worst, rig.app.tel_sent)
+        assert worst == 0, (chunk, worst)
+
+
 def test_a_flat_refusal_is_the_dict_paths_refusal():
     rig = _rig_in_treat()
     app = rig.app
