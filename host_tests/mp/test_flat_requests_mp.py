@@ -113,6 +113,21 @@ def _feed_whole(proto, data):
         proto.resume()
 
 
+def _counting_sink(proto):
+    """Point the protocol's output at a stream that consumes each line and keeps none
+    (nothing allocated); returns the one-item list that counts the lines."""
+    count = [0]
+
+    def consume(data):
+        count[0] += 1
+
+    def consume_n(buf, n):
+        count[0] += 1
+    proto.write = consume
+    proto.write_n = consume_n
+    return count
+
+
 def _rig_in_treat():
     rig = Rig(skin_ohm=1000.0)
     rig.ok("start", target_ua=10000, duration_s=300)
@@ -129,15 +144,7 @@ def test_requests_in_a_session_allocate_nothing():
     seen.app.proto.write_n = lambda buf, n: kept.append(bytes(buf[:n]))
     rig = _rig_in_treat()
     proto = rig.app.proto
-    count = [0]
-
-    def consume(data):                    # a stream consumes the line (nothing kept)
-        count[0] += 1
-
-    def consume_n(buf, n):
-        count[0] += 1
-    proto.write = consume
-    proto.write_n = consume_n
+    count = _counting_sink(proto)
     proto.on_line = proto.handle_line
     seen.app.proto.on_line = seen.app.proto.handle_line
     mp = mptest.is_micropython()
@@ -187,15 +194,7 @@ def test_status_in_a_session_allocates_nothing_with_the_clock_set():
     r = json.loads(kept[-1])
     up = rig.app.clock.uptime_s
     assert r["ok"] and epoch <= r["time"] <= epoch + up + 1, (r["time"], up)
-    count = [0]
-
-    def consume(data):                       # the stream takes the line (nothing kept)
-        count[0] += 1
-
-    def consume_n(buf, n):
-        count[0] += 1
-    proto.write = consume
-    proto.write_n = consume_n
+    count = _counting_sink(proto)
     for k in range(3):
         count[0] = 0
         if mptest.is_micropython():
@@ -242,15 +241,7 @@ def test_a_session_polled_with_status_through_the_loop_allocates_nothing():
         rig.ok("start", target_ua=10000, duration_s=300)
         assert rig.until(sm.TREAT, 60)
         rig.ok("telemetry", on=True, hz=10)
-        replies = [0]
-
-        def sink(data):
-            replies[0] += 1
-
-        def sink_n(buf, n):
-            replies[0] += 1
-        rig.app.proto.write = sink
-        rig.app.proto.write_n = sink_n
+        replies = _counting_sink(rig.app.proto)
         worst = 0
         for k in range(12):
             reader.send()
