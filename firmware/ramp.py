@@ -96,8 +96,7 @@ class Ramp:
         time. A small int in dose mode: a ramp down is at most 222 s there (the slope set
         by a 1 mA target over 60 s, the target then raised to 4 mA), so at most
         4300 x 222000 / 2 µA·ms (7958 µA·min; charge.Charge.reached needs < 2**30)."""
-        left = self._sp_q - _END_Q          # left_ms(), written out (a call costs ~20 µs)
-        return (self.ua + END_UA) * (left // self._down_q if left > 0 else 0) >> 1
+        return (self.ua + END_UA) * self.left_ms() >> 1
 
     def down_uams_from(self, ua):
         """down_uams() from a setpoint of `ua` µA: the most a ramp down delivers from any
