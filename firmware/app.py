@@ -32,6 +32,15 @@ nothing changed by a refused line; a command whose reply ran out of room after a
 is still answered E_BUSY). The control step (heap locked) and telemetry (preallocated)
 never allocate, so the treatment goes on; the collector is back on, and collects, once
 the session has ended.
+A session's polls also run with the heap locked (`lock_polls`, main: every board whose
+collector is off): an allocation there raises at once, so a request whose answer would
+allocate is refused E_BUSY instead of draining, unseen, a heap the collector cannot
+reclaim, and the poll's frames live on the C stack (faster, as the step's). Unlocked
+are only the polls that allocate by design (_may_lock: the session's start and end, its
+numbering, a checkpoint or void due, service mode) and, within a locked poll, a line
+read by the bytecode scanner (flatreq.MACHINE_CODE) or a command that is not quick
+(commands.QUICK: its reply is built the usual way). The emulated RP2040 found such a
+request: in dose mode `status` computed the time left as a heap int (charge.py).
 Commands that write flash or drive the output are refused while a session runs.
 
 Flash writes stall the CPU on an RP2040 and an ESP32: the chip's program or erase runs
@@ -51,6 +60,7 @@ mode the poll also feeds the hold's raw-code sampler (calhold.CalSampler). A hol
 technician went silent for SERVICE_IDLE_MS is stopped (it ramps down).
 """
 
+import flatreq
 import profiles
 import records
 import safety
@@ -65,7 +75,7 @@ from protocol import Protocol
 from health import LoopHealth
 from recorder import Recorder
 from telemetry import TelLine
-from treatment_log import CHECKPOINT_MS
+from treatment_log import CHECKPOINT_MS, RECORD_UAMIN
 
 READ_MAX = 64
 FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
@@ -82,7 +92,8 @@ class App:
     def __init__(self, ctrl, store, write, ticks_us, reader=None, writable=None,
                  service=False, uid=None, hw=None, sleep_us=None, default_cal=None,
                  on_active=None, service_button=None, urandom=None, health=None,
-                 session_gc_off=False, write_n=None, flash_stalls=False):
+                 session_gc_off=False, write_n=None, flash_stalls=False,
+                 lock_polls=False):
         """`store`: a loaded records.Store. `write(data)`: one output line
         (bytes-like; it must be consumed before write returns: telemetry reuses its buffer).
         `write_n(buf, n)`: buf[0:n] as one line, without a view (optional). `reader`:
@@ -100,7 +111,8 @@ class App:
         `health`: main.run's health.LoopHealth (status shows it; a fresh one if None).
         `flash_stalls`: the board's flash writes stall the CPU (board.FLASH_WRITE_STALLS;
         main: True unless the board says otherwise): no flash write while the output is
-        enabled."""
+        enabled. `lock_polls`: a session's polls run with the heap locked where
+        MicroPython locks it (main: with `session_gc_off`; see _may_lock)."""
         self.ctrl = ctrl
         self.store = store
         self.board = ctrl.board
@@ -146,6 +158,21 @@ class App:
         self.collections = 0
         self._gc_checked = -GC_CHECK_MS
         self._session_gc_off = session_gc_off
+        # a session's poll runs with the heap locked (_may_lock): its frames then live on
+        # the C stack (faster), and a request whose answer would allocate is refused
+        # E_BUSY instead of draining a heap the collector (off) cannot reclaim
+        self._lock = self._unlock = None
+        self.locked_polls = 0              # polls run with the heap locked (the bench's),
+        self.unlocked_answers = 0          # of which unlocked to read or answer a line
+        if lock_polls:
+            try:
+                import micropython
+                self._lock = getattr(micropython, "heap_lock", None)
+                self._unlock = getattr(micropython, "heap_unlock", None)
+            except ImportError:
+                pass
+            if self._unlock is None:
+                self._lock = None
         self._flash_stalls = flash_stalls
         try:
             import gc
@@ -196,12 +223,56 @@ class App:
 
     # ---- the poll -------------------------------------------------------------------------
     def poll(self):
+        # A frame this small lives on the C stack; unlocked, MicroPython takes a frame
+        # of more than 11 words from the heap (py/objfun.c: VM_MAX_STATE_ON_STACK), ~0.4 ms
+        # on an RP2040 once the heap has holes. So the lock comes first, then the rest.
+        if self._lock is None:
+            self._open_poll()
+            return
+        self._lock()
+        try:
+            self._locked_poll()
+        finally:
+            self._unlock()
+
+    def _locked_poll(self):
+        """The poll, called with the heap locked: unlocked again for what allocates by
+        design (a session's start or end, no session, _may_lock)."""
+        self.clock.update()
+        if self._active and self.session_active() and self._may_lock():
+            self.locked_polls += 1
+            self._serve(self.clock, True, True)
+            return
+        self._unlock()
+        try:
+            self._open_poll()
+        finally:
+            self._lock()
+
+    def _open_poll(self):
+        """The poll with the heap unlocked: a session's start or end, or no session."""
         clock = self.clock
         clock.update()
-        ctrl = self.ctrl
         active = self.session_active()
         if active != self._active:
             self._set_active(active)
+        self._serve(clock, active, False)
+
+    def _may_lock(self):
+        """A poll in a running session that has nothing to do that allocates by design:
+        no session numbered (recorder.py), no void or checkpoint due, no technician in
+        service mode (a calibration hold's commands are read the usual way)."""
+        rec = self.recorder
+        if self.service or rec.void_seq:
+            return False
+        if rec.seq == 0:
+            return self.ctrl.session.charge_uamin < RECORD_UAMIN
+        return not (0 <= rec.ck_due <= self.clock.uptime_ms() and self.may_write_flash())
+
+    def _serve(self, clock, active, locked):
+        """The poll's work (see the top) after the clock and the session's start or end;
+        `locked`: the heap is locked (a request that is not quick is answered unlocked)."""
+        ctrl = self.ctrl
         rec = self.recorder
         rec.observe(ctrl, clock)
         quiet = not ctrl.hal.enabled
@@ -231,10 +302,15 @@ class App:
             return
         if self._req:                      # parsed in the last poll: answer it now
             self._req = False
-            try:
-                self.proto.answer()
-            except MemoryError:
-                self.proto.busy()
+            if locked and not self.commands.is_quick(proto.cmd):
+                self.unlocked_answers += 1
+                self._unlock()             # a command that builds its reply the usual way
+                try:
+                    self._answer()
+                finally:
+                    self._lock()
+            else:
+                self._answer()
             self._answered = True
             return
         if self._answered:                 # the last poll answered a line: tidy up instead
@@ -256,12 +332,30 @@ class App:
             self._rpos = 0
             self._rend = n
         lines = self.proto.lines
+        if locked and not flatreq.MACHINE_CODE:
+            self.unlocked_answers += 1
+            self._unlock()                 # the bytecode scan makes heap ints (flatreq.py)
+            try:
+                self._feed()
+            finally:
+                self._lock()
+        else:
+            self._feed()
+        self._answered = self.proto.lines != lines
+
+    def _feed(self):
+        """At most one line of the read bytes to the protocol."""
         try:
             self._rpos = self.proto.feed_range(self._rbuf, self._rpos, self._rend, 1)
         except MemoryError:                # the collector is off: a session runs
             self._rpos = self._rend        # what was read of that line is dropped
             self.proto.busy()
-        self._answered = self.proto.lines != lines
+
+    def _answer(self):
+        try:
+            self.proto.answer()
+        except MemoryError:
+            self.proto.busy()
 
     def may_write_flash(self):
         """True when a flash write may be made now: the output is disabled, or the board's

@@ -153,6 +153,11 @@ class Commands:
             "rx_write": (svc.rx_write, records.RX_WRITE_SPEC, _IDLE | _SERVICE),
         }
 
+    def is_quick(self, cmd):
+        """True for a command answered without allocating (QUICK: a flat request's
+        reply is built in place): the app answers it with the heap locked in a session."""
+        return cmd in self._quick
+
     def names(self):
         """Every command and field name (the protocol's table for flat requests)."""
         out = list(self.table)

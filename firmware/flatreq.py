@@ -177,8 +177,12 @@ class FlatReq:
 
 try:
     import flatscan as _impl           # machine code where the port compiles viper
+    MACHINE_CODE = True
 except (ImportError, SyntaxError, NameError):
     import flattwin as _impl           # bytecode (flattwin.py), imported only where needed
+    # a number of 2**30 or more then becomes a heap int on a 32-bit port (e.g. time_set's
+    # epoch): such a scan allocates, where the machine code never does
+    MACHINE_CODE = False
 scan = getattr(_impl, "scan")          # (getattr: the type checker knows no ptr8 cast)
 key_hash = getattr(_impl, "key_hash")
 same = getattr(_impl, "same")

@@ -204,12 +204,13 @@ def build():
     sleep = getattr(board, "sleep_us", None) or time.sleep_us
     io = HostIO()
     health = health_mod.LoopHealth()
+    gc_off = getattr(board, "SESSION_GC_OFF", True)
     app = App(ctrl, store, io.write, ticks, reader=io, writable=io.writable, write_n=io.write_n,
               uid=_unique_id(board), hw=hw, sleep_us=sleep,
               default_cal=getattr(board, "DEFAULT_CALIBRATION", None),
               on_active=lambda active: io.set_interrupt(not active),
               service_button=service_button, health=health,
-              session_gc_off=getattr(board, "SESSION_GC_OFF", True),
+              session_gc_off=gc_off, lock_polls=gc_off,
               flash_stalls=getattr(board, "FLASH_WRITE_STALLS", True))
     poll = loop_poll(app, ui_hw)
     global _reserve

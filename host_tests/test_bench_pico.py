@@ -66,3 +66,28 @@ def test_the_real_boot_table_says_missed_for_each_goal_missed(capsys):
     rr = dict(r, treat=dict(st, state="TREAT", loop_late=2))
     assert not bench_pico.real_boot_table("t", rr)
     assert "MISSED" in capsys.readouterr().out
+
+
+def _state_rows(**summary):
+    row = {"n": 100, "tick_p50": 1000, "tick_p99": 1300, "poll_p50": 600, "poll_p99": 900,
+           "period_p50": 5050, "period_max": 5200, "late": 0, "overruns": 0,
+           "locked": 98, "event_polls": 2}
+    rows = [dict(row, bench="TREAT_DC"), dict(row, bench="IDLE", locked=0, event_polls=0)]
+    return rows + [dict({"bench": "summary", "busy_lines": 0, "alloc_error": None}, **summary)]
+
+
+def _missed(capsys, rows):
+    bench_pico.table("t", rows)
+    return [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.endswith("MISSED")]
+
+
+def test_the_loop_table_wants_every_session_poll_heap_locked_or_an_event(capsys):
+    """A session's state misses the heap goal when one of its polls ran unlocked outside
+    an event, or when a request was refused E_BUSY (it would have allocated); a state with
+    no session (IDLE) runs unlocked by design."""
+    assert _missed(capsys, _state_rows()) == []
+    rows = _state_rows()
+    rows[0]["locked"] = 97
+    assert _missed(capsys, rows) == ["TREAT_DC"]
+    assert _missed(capsys, _state_rows(busy_lines=1)) == ["TREAT_DC"]
+    assert _missed(capsys, _state_rows(alloc_error="MemoryError in TREAT_DC")) == ["TREAT_DC"]

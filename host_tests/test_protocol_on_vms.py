@@ -3,7 +3,8 @@
 * host_tests/mp/test_protocol_mp.py, test_storage_mp.py, test_auth_mp.py (service mode) and
   test_loop_health_mp.py (telemetry without garbage, the largest-block probe, the heap
   locked around the step), test_flat_requests_mp.py (requests read in place, answered
-  in a session with nothing allocated), one pytest case per test;
+  in a session with nothing allocated), test_locked_polls_mp.py (a session's polls
+  heap-locked), one pytest case per test;
 * the loop's poll under an input flood, timed on the unix port (its FLOOD line);
 * a differential fuzz: hypothesis-generated lines through the protocol on the unix port
   and on CPython must give the same replies (MicroPython's own json and UTF-8 decoder
@@ -44,6 +45,12 @@ test_flat_requests_mp = mp_module_test("test_flat_requests_mp", path_dirs=DIRS, 
                                        timeout=TIMEOUT)
 test_flat_requests_mp_cpython = mp_module_test(
     "test_flat_requests_mp", path_dirs=DIRS + [REPO_ROOT / "tools" / "shims"],
+    interps=("cpython",), timeout=TIMEOUT)
+# a session's polls heap-locked: quick answers allocate nothing, the others unlocked
+test_locked_polls_mp = mp_module_test("test_locked_polls_mp", path_dirs=DIRS, interps=VMS,
+                                      timeout=TIMEOUT)
+test_locked_polls_mp_cpython = mp_module_test(
+    "test_locked_polls_mp", path_dirs=DIRS + [REPO_ROOT / "tools" / "shims"],
     interps=("cpython",), timeout=TIMEOUT)
 test_auth_mp_cpython = mp_module_test("test_auth_mp", path_dirs=DIRS + [REPO_ROOT / "tools" / "shims"],
                                       interps=("cpython",), timeout=TIMEOUT)

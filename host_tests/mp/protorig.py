@@ -28,7 +28,8 @@ CAL = {"i_gain": 16384, "i_offset": 0, "v_gain": 16384, "v_offset": 0, "r_gain":
 
 class Rig:
     def __init__(self, service=True, cal=True, fs=None, reader=None, hw_selftest=True,
-                 service_button=None, urandom=None, flash_stalls=False, **plant):
+                 service_button=None, urandom=None, flash_stalls=False,
+                 lock_polls=False, **plant):
         self.skew_us = 0
         self.bench = scenario.Bench(**plant)
         self.bench.plant.contact = True
@@ -44,7 +45,7 @@ class Rig:
                        service=service, uid="sim-rig",
                        hw=b.hw if hw_selftest else None, sleep_us=self.sleep_us,
                        service_button=service_button, urandom=urandom,
-                       flash_stalls=flash_stalls)
+                       flash_stalls=flash_stalls, lock_polls=lock_polls)
         self.ctrl = b.ctrl
 
     def ticks(self):

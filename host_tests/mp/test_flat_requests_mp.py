@@ -277,3 +277,4 @@ def test_a_flat_refusal_is_the_dict_paths_refusal():
             assert flat["error"] == {"code": e.code, "msg": e.msg}, (line, flat, e.msg)
             continue
         raise AssertionError("the dict path accepted %r" % line)
+

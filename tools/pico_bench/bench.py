@@ -23,17 +23,13 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
     status_hz  a host asking `status` this many times a second (as make monitor does),
              from an in-board reader like the flood's; default 0.
     treat_s  seconds of the first DC TREAT phase (default 120).
-    locked   1: every period runs with the heap locked (micropython.heap_lock), step
-             and poll, so a single byte allocated raises: the run then stops, prints the
-             traceback and reports the state and the error ("alloc_error"). The only
-             polls let allocate are a session's start (the checkpoint file is opened,
-             app.py `_set_active`), its checkpoints (every 60 s: a 48-byte record
-             sealed with a CRC-32, a heap int, and written to flash), its end (its log
-             record is built, then written to flash) and, with a flood, the polls of IDLE, DONE and FAULT (a request is
-             then read the usual way: the collector is on);
-             they are counted as "event_polls". In a session, flood or not, every poll
-             runs locked: the requests a host sends then are read and answered in place
-             (flatreq.py). Default 1.
+    The app runs a session's polls with the heap locked itself (app.py `lock_polls`, as
+    main.py builds it on this board): a byte allocated there raises MemoryError, which
+    refuses the request E_BUSY (counted: "busy_lines") or, anywhere else, ends the
+    run (its traceback, and "alloc_error"). The bench counts per state the polls that
+    ran locked throughout ("locked") and a session's polls the app ran unlocked by
+    design ("event_polls": its start, its numbering and checkpoints, a line read or
+    answered the usual way); outside a session polls run unlocked (the collector is on).
     soak_s   extra seconds of DC TREAT after it, for the heap figure (default 0; 180
              makes 5 minutes of treatment; treat_s + soak_s at most 320: 16-bit counts).
     phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, DONE, TREAT in
@@ -42,10 +38,10 @@ Output: one JSON line per state reached, starting {"bench": STATE, ...}, then on
 {"bench": "summary", ...}; other lines on the port (telemetry, replies) never carry
 "bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
 poll; 20 µs histogram bins up to 3 ms, so percentiles are bin upper edges, or the maximum above 3 ms), period_p50/max (µs),
-late (health.LoopHealth late periods), overruns (safety monitor), locked (periods run
-with the heap locked: each of them allocated nothing), event_polls (a session's start, checkpoints and end).
+late (health.LoopHealth late periods), overruns (safety monitor), locked (polls run
+with the heap locked: each of them allocated nothing), event_polls (see above).
 The summary: fault, worst period, late periods and overruns in all, collections,
-locked periods, event_polls, alloc_error (null, or where the loop allocated),
+locked polls, event_polls, busy_lines, alloc_error (null, or where the loop allocated),
 alloc_bytes (bytes allocated over all `periods`, commands and session ends included,
 from gc.mem_alloc before and
 after the run with the automatic collection off, so every byte shows; null when the
@@ -75,8 +71,6 @@ try:
     CFG.update(BENCH)  # noqa: F821 - set by the host through mpremote exec
 except NameError:
     pass
-if "locked" not in CFG:
-    CFG["locked"] = 1
 
 _BIN = 20                 # µs per histogram bin
 _NB = 150                 # bins: up to 3 ms, above that the last bin (a percentile that
@@ -138,8 +132,6 @@ class Timed:
     def __init__(self, st, ctrl, hl, saf, real_poll, cls_now, app):
         self.st = st
         self.app = app
-        self.locked = CFG["locked"]
-        self.flood = CFG["flood"]
         self.ctrl = ctrl
         self.hl = hl
         self.saf = saf
@@ -148,6 +140,7 @@ class Timed:
         # last period start, (unused), late and overruns seen so far
         self.v = array("i", [time.ticks_us(), 0, 0, 0])
 
+    @micropython.native     # its frame on the C stack: the bench's own poll allocates nothing
     def poll(self):
         ticks_us = time.ticks_us
         ticks_diff = time.ticks_diff
@@ -159,37 +152,15 @@ class Timed:
         per = ticks_diff(last, v[0])
         v[0] = last
         c = self.cls_now()
-        event = False
-        if self.locked:
-            app = self.app
-            rec = app.recorder
-            active = app.session_active()
-            clock = app.clock
-            clock.update()               # as the poll does first (idempotent)
-            now = clock.uptime_ms()
-            # a session's start (the checkpoint file is opened), a checkpoint (its CRC
-            # and epoch fields are 32-bit ints: heap objects), a session's end (its
-            # record is built and written), or outside a session the flood's requests
-            # read the usual way: all allocate by design (app.py's poll)
-            writes = app.may_write_flash()
-            event = active != app._active or \
-                (rec.void_seq and writes and now >= app._void_retry) or \
-                (active and writes and 0 <= rec.ck_due <= now) or \
-                (active and writes and rec.seq == 0 and
-                 self.ctrl.session.charge_uamin >= RECORD_UAMIN) or \
-                ((self.flood or rec.running or rec.pending) and not active)
-        t2 = ticks_us()                  # the poll alone, not the bench's test above
-        if event:
-            micropython.heap_unlock()
-            try:
-                self.real_poll()
-            finally:
-                micropython.heap_lock()
-            st.events[c] += 1
-        else:
-            self.real_poll()
-            if self.locked:
-                st.locked[c] += 1
+        app = self.app
+        locked = app.locked_polls
+        unlocked = app.unlocked_answers
+        t2 = ticks_us()
+        self.real_poll()
+        if app.locked_polls != locked and app.unlocked_answers == unlocked:
+            st.locked[c] += 1
+        elif app._active:
+            st.events[c] += 1            # a session's poll the app ran unlocked
         pl = ticks_diff(ticks_us(), t2)
         st.n[c] += 1
         st.tick[c][tk // _BIN if tk < _BIN * _NB else _NB - 1] += 1
@@ -252,7 +223,6 @@ main._reserve = bytearray(RESERVE)
 import profiles  # noqa: E402
 import safety  # noqa: E402
 import session as sm  # noqa: E402
-from treatment_log import RECORD_UAMIN  # noqa: E402 - a session's first checkpoint
 
 
 START_US = [0]      # the longest start() (outside the loop: the next period is that late)
@@ -282,18 +252,9 @@ def main_bench():
         """main.run for `seconds` of periods, or until `until()` (checked every 20)."""
         steps = seconds * 1000000 // ctrl.period_us
         done = 0
-        locked = CFG["locked"]
         while done < steps:
-            if locked:
-                micropython.heap_lock()
-            try:
-                main.run(ctrl, b.ticks_us, b.sleep_us, poll=timed_poll, max_steps=20,
-                         health=hl)
-            finally:
-                if locked:
-                    # main.run's handler already unlocked on an exception: one more
-                    # heap_unlock() would wrap the depth and leave the heap locked
-                    main.release_heap()
+            main.run(ctrl, b.ticks_us, b.sleep_us, poll=timed_poll, max_steps=20,
+                     health=hl)
             done += 20
             if until is not None and until():
                 return True
@@ -340,7 +301,7 @@ def main_bench():
     alloc_error = None
     try:
         sequence(ps, run_s, cmd, start, ses)
-    except MemoryError as e:        # the heap was locked (see `locked`): where, and stop
+    except MemoryError as e:        # a locked poll allocated (see the top): where, and stop
         import sys
         sys.print_exception(e)
         alloc_error = "%s in %s" % (repr(e), CLASSES[cls_now()])
@@ -431,6 +392,7 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
         "worst_period_us": hl.worst_us, "late": hl.late, "overruns": saf.overruns,
         "collections": app.collections, "periods": periods,
         "locked": sum(st.locked), "event_polls": sum(st.events), "alloc_error": alloc_error,
+        "busy_lines": app.proto.busy_lines,
         "alloc_bytes": alloc, "tel_sent": app.tel_sent,
         "bench_own": OWN, "reserve": RESERVE, "start_us_max": START_US[0],
         "faults": FAULTS,

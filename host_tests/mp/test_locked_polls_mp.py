@@ -1,0 +1,82 @@
+"""A session's polls run with the heap locked (app.py `lock_polls`, as main.py builds a
+board's app), on MicroPython and CPython (no lock there: the poll as before).
+
+* `status` is answered in DC, pulsed and dose mode, none refused E_BUSY: every quick
+  command's answer allocates nothing (on the emulated RP2040 a dose's time left was a
+  heap int, and 18 % of the statuses a host sent were refused);
+* a command that is not quick is answered with the heap unlocked for that poll, as before.
+"""
+
+import mptest
+import session as sm
+from protorig import Rig
+from test_flat_requests_mp import _ChunkReader, _counting_sink
+
+
+def _locked_session(reader, profile):
+    """A rig whose app runs a session's polls heap-locked as a board's does (lock_polls; the
+    collector stays on: the plant model allocates), in TREAT with `profile`, telemetry at
+    10 Hz, its output counted (nothing kept: a kept line would allocate)."""
+    rig = Rig(skin_ohm=1000.0, reader=reader, lock_polls=True)
+    rig.ok("time_set", epoch=1796049305)
+    target, duration = 10000, 300
+    if profile == "drug":          # 40,000 µA·min left: x 60,000 is above 2**30
+        rig.write_rx({"drug_max_ua": 4000, "dose_uamin": 40000, "max_duration_s": 1800})
+        target, duration = 4000, 1200
+    rig.ok("start", profile=profile, target_ua=target, duration_s=duration)
+    assert rig.until(sm.TREAT, 60), sm.NAMES[rig.ctrl.session.state]
+    rig.ok("telemetry", on=True, hz=10)
+    return rig, _counting_sink(rig.app.proto)
+
+
+def _end(rig):
+    """Stop the session and poll until it is over."""
+    rig.ctrl.stop()
+    rig.until(sm.DONE, 90)
+    rig.step()
+
+
+def test_a_locked_session_answers_every_status_in_every_mode():
+    """Where the heap locks (MicroPython), a session's polls run locked, and `status` is
+    answered in DC, pulsed and dose mode, none refused E_BUSY. On the emulated RP2040 the
+    dose's time left was a large int: 18 % of the statuses were refused (and on a
+    real boot, unlocked, each drained the heap the collector could not reclaim)."""
+    line = b'{"id":7,"cmd":"status"}\n'
+    for profile in ("hands", "underarm", "drug"):
+        reader = _ChunkReader(line, 8)
+        rig, replies = _locked_session(reader, profile)
+        try:
+            app = rig.app
+            proto = app.proto
+            lines0, locked0 = proto.lines, app.locked_polls
+            for _ in range(3):
+                reader.send()
+                rig.step(40)
+            assert rig.ctrl.session.state == sm.TREAT, (profile, sm.NAMES[rig.ctrl.session.state])
+            assert proto.lines - lines0 == 3 and replies[0] >= 3, (profile, proto.lines, replies)
+            assert proto.busy_lines == 0 and proto.rejected == 0 and proto.write_errors == 0, (
+                profile, proto.busy_lines, proto.rejected, proto.write_errors)
+            if mptest.is_micropython():
+                assert app.locked_polls - locked0 >= 3 * 40 - 2, (profile, app.locked_polls)
+            else:
+                assert app.locked_polls == 0          # no heap lock: the poll as before
+        finally:
+            _end(rig)
+
+
+def test_a_locked_session_answers_the_other_commands_unlocked():
+    """A command that is not quick (its reply is built the usual way) is answered with the
+    heap unlocked for that poll, as before the lock: ok, not E_BUSY."""
+    for line in (b'{"id":8,"cmd":"time_set","epoch":1796049400}\n',
+                 b'{"id":9,"cmd":"settings_read"}\n', b'{"id":10,"cmd":"schedule"}\n'):
+        reader = _ChunkReader(line, 64)
+        rig, replies = _locked_session(reader, "hands")
+        try:
+            proto = rig.app.proto
+            lines0 = proto.lines
+            reader.send()
+            rig.step(60)
+            assert proto.lines - lines0 == 1 and proto.busy_lines == 0 and \
+                proto.write_errors == 0, (line, proto.lines, proto.busy_lines, proto.rejected)
+        finally:
+            _end(rig)
