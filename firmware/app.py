@@ -31,7 +31,9 @@ and the line that needed it is answered E_BUSY (protocol.busy: nothing allocated
 nothing changed by a refused line; a command whose reply ran out of room after acting
 is still answered E_BUSY). The control step (heap locked) and telemetry (preallocated)
 never allocate, so the treatment goes on; the collector is back on, and collects, once
-the session has ended.
+the session has ended (collect(): the output is off then), and the start command collects
+before it starts one, so a session begins with the whole free heap, not the garbage the
+requests before it left.
 A session's polls also run with the heap locked (`lock_polls`, main: every board whose
 collector is off): an allocation there raises at once, so a request whose answer would
 allocate is refused E_BUSY instead of draining, unseen, a heap the collector cannot
@@ -41,6 +43,8 @@ numbering, a checkpoint or void due, service mode) and, within a locked poll, a 
 read by the bytecode scanner (flatreq.MACHINE_CODE) or a command that is not quick
 (commands.QUICK: its reply is built the usual way). The emulated RP2040 found such a
 request: in dose mode `status` computed the time left as a heap int (charge.py).
+A board's UI (ui.py) is polled in the same lock (`ui_poll`, main.loop_poll); a button's
+command unlocks the heap for itself (release / relock).
 Commands that write flash or drive the output are refused while a session runs.
 
 Flash writes stall the CPU on an RP2040 and an ESP32: the chip's program or erase runs
@@ -164,6 +168,8 @@ class App:
         self._lock = self._unlock = None
         self.locked_polls = 0              # polls run with the heap locked (the bench's),
         self.unlocked_answers = 0          # of which unlocked to read or answer a line
+        self.locked = False                # this poll holds the heap locked
+        self.ui_poll = None                # ui_poll(now_ms) after every poll, in its lock
         if lock_polls:
             try:
                 import micropython
@@ -241,7 +247,12 @@ class App:
         self.clock.update()
         if self._active and self.session_active() and self._may_lock():
             self.locked_polls += 1
+            self.locked = True
             self._serve(self.clock, True, True)
+            ui = self.ui_poll
+            if ui is not None:
+                ui(self.clock.ms)
+            self.locked = False
             return
         self._unlock()
         try:
@@ -257,6 +268,22 @@ class App:
         if active != self._active:
             self._set_active(active)
         self._serve(clock, active, False)
+        ui = self.ui_poll
+        if ui is not None:
+            ui(clock.ms)
+
+    def release(self):
+        """Unlock the heap for work that allocates, if this poll holds it locked (the UI's
+        buttons: ui.py); True when it did: call relock() after that work."""
+        if not self.locked:
+            return False
+        self.locked = False
+        self._unlock()
+        return True
+
+    def relock(self):
+        self._lock()
+        self.locked = True
 
     def _may_lock(self):
         """A poll in a running session that has nothing to do that allocates by design:
@@ -357,6 +384,15 @@ class App:
         except MemoryError:
             self.proto.busy()
 
+    def collect(self):
+        """A collection now (~17 ms on an RP2040): only with the output off. A session
+        runs with the collector off on the heap it began with, so the start command
+        and a session's end collect (main: every board whose collector is off then)."""
+        gc = self._gc
+        if gc is not None and self._session_gc_off:
+            gc.collect()
+            self.collections += 1
+
     def may_write_flash(self):
         """True when a flash write may be made now: the output is disabled, or the board's
         flash writes do not stall the CPU (see "Flash writes stall" at the top)."""
@@ -383,6 +419,7 @@ class App:
                 gc.disable()
             else:
                 gc.enable()
+                self.collect()             # the output is off: the next session's room
         if self._on_active is not None:
             self._on_active(active)
 

@@ -360,6 +360,7 @@ class Commands:
         except ValueError as e:
             raise Reject("E_RANGE", str(e))
         app.recorder.observe(ctrl, app.clock)     # the previous session's record first
+        app.collect()                             # the session's heap, garbage-free
         try:
             ctrl.start(p)
         except ValueError as e:

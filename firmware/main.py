@@ -8,8 +8,8 @@ before anything else happens (then the fault is latched and reported).
 log first (before the watchdog starts: the log scan reads every slot), builds the board
 with the stored calibration and the app; `run()` runs the loop with the app's poll
 (host protocol on stdin/stdout, log, telemetry; see app.py). After the loop died, the app records the session that was running.
-A board with `build_ui()` gets its buttons, LED and buzzer served after the app's poll
-(ui.py, `loop_poll`); its service button (up + down) is read once, before the loop, and
+A board with `build_ui()` gets its buttons, LED and buzzer served by the app's poll,
+after its own work (ui.py, `loop_poll`: app.ui_poll); its service button (up + down) is read once, before the loop, and
 handed to the app as `service_button` (None: the board has none).
 Loop health (health.py): `run()` records the worst period and the late periods in a
 LoopHealth that the app's `status` reports; on MicroPython the step runs with the heap
@@ -129,22 +129,12 @@ def run(ctrl, ticks_us, sleep_us, poll=None, max_steps=-1, health=None):
 
 
 def loop_poll(app, ui_hw):
-    """The loop's poll: `app.poll`, then the UI's (ui.py) when the board has one."""
-    if ui_hw is None:
-        return app.poll
-    import ui
-    clock = app.clock
-    return with_ui(app.poll, ui.Ui(ui_hw, app, clock.ms).poll, clock)
-
-
-def with_ui(app_poll, ui_poll, clock):
-    """The loop's poll for a board with a UI: the app's poll (which updates `clock`), then
-    `ui_poll(clock.ms)`. Made once (a closure over bound methods): calling it allocates
-    nothing itself."""
-    def poll():
-        app_poll()
-        ui_poll(clock.ms)
-    return poll
+    """The loop's poll: `app.poll`, which serves the UI's poll (ui.py) after its own when
+    the board has one (app.ui_poll: a session's UI poll then runs heap-locked too)."""
+    if ui_hw is not None:
+        import ui
+        app.ui_poll = ui.Ui(ui_hw, app, app.clock.ms).poll
+    return app.poll
 
 
 def _watchdog_arming(board, hal):
@@ -174,8 +164,31 @@ class Board:
 def build():
     """Load the stored records, build the board's hardware, HAL, controller and app (as
     `main()` runs them; tools/pico_bench drives the same graph). Ends by freeing the
-    import-time reserve (see RESERVE_BYTES) and a collection."""
+    import-time reserve (see RESERVE_BYTES) and a collection. Where the heap left beside
+    the reserve is too cut up for the records (on the emulated Pico a 2.4 KB block for
+    the log failed at boot once the firmware grew), the reserve is freed first and the
+    graph built again: the board then boots with a smaller largest block, not at all
+    is no option."""
     import gc
+    try:
+        import micropython
+        micropython.alloc_emergency_exception_buf(100)
+    except (ImportError, AttributeError):
+        pass
+    global _reserve
+    try:
+        b = _wire()
+    except MemoryError:
+        _reserve = None
+        gc.collect()
+        b = _wire()
+    _reserve = None
+    gc.collect()
+    return b
+
+
+def _wire():
+    """build()'s graph (allocates; any MemoryError is raised before the loop starts)."""
     import time
 
     import board
@@ -184,11 +197,6 @@ def build():
     import ui
     from app import App
     from hostio import HostIO
-    try:
-        import micropython
-        micropython.alloc_emergency_exception_buf(100)
-    except (ImportError, AttributeError):
-        pass
     store = records.Store(storage.Fs(), "data").load()
     cal = records.calibration_of(store.cal.data) if store.cal.data else Calibration()
     # No watchdog at boot: a started WDT cannot be stopped, and every mpremote call
@@ -213,9 +221,6 @@ def build():
               session_gc_off=gc_off, lock_polls=gc_off,
               flash_stalls=getattr(board, "FLASH_WRITE_STALLS", True))
     poll = loop_poll(app, ui_hw)
-    global _reserve
-    _reserve = None
-    gc.collect()
     return Board(ctrl, app, poll, ticks, sleep, io, health)
 
 

@@ -248,11 +248,11 @@ class Ui:
             active = self.app.session_active()
             if e > 0 and active:
                 b.used = True
-                self._command("stop", {}, now)
+                self._command("stop", None, now)
             elif b.down and not b.used and not active \
                     and ms_diff(now, b.t_down) >= START_HOLD_MS:
                 b.used = True
-                self._command("start", {}, now)
+                self._command("start", None, now)
         b = self.up_btn
         pin = b.pin
         if pin is not None and (b._raw != b.down or (pin.value() == 0) != b.down) \
@@ -273,8 +273,18 @@ class Ui:
             p.update(now)
 
     def _command(self, cmd, fields, now):
+        """`cmd` through the host's command path (`fields`: a dict, None for none), with
+        the heap unlocked if the poll holds it locked (app.release: a session's poll)."""
+        relock = self.app.release()
         try:
-            self._handle(cmd, fields)
+            return self._act(cmd, fields, now)
+        finally:
+            if relock:
+                self.app.relock()
+
+    def _act(self, cmd, fields, now):
+        try:
+            self._handle(cmd, {} if fields is None else fields)
         except Reject as e:
             self.refused += 1
             self.last_error = e.code
@@ -295,7 +305,12 @@ class Ui:
             self.last_error = "E_STATE"
             self.beep(TONE_ERROR, now)
             return
-        self._command("adjust", {"target_ua": step_ua(self._ses.target_ua, up)}, now)
+        relock = self.app.release()
+        try:
+            self._act("adjust", {"target_ua": step_ua(self._ses.target_ua, up)}, now)
+        finally:
+            if relock:
+                self.app.relock()
 
     def _follow(self, now):
         """LED pattern and tunes on a state change; the ramp-down countdown."""

@@ -58,7 +58,7 @@ def test_the_real_boot_table_says_missed_for_each_goal_missed(capsys):
          "after": st, "statuses": 10, "tel": 100}
     assert bench_pico.real_boot_table("t", r)
     assert "MISSED" not in capsys.readouterr().out
-    for bad in ({"heap_largest": bench_pico.GOAL_LARGEST - 1}, {"overruns": 1},
+    for bad in ({"heap_largest": bench_pico.GOAL_LARGEST - 1},
                 {"end": "fault", "fault": "overrun", "state": "FAULT"}):
         rr = dict(r, after=dict(st, **bad), end=dict(st, **bad))
         assert not bench_pico.real_boot_table("t", rr), bad
@@ -66,6 +66,12 @@ def test_the_real_boot_table_says_missed_for_each_goal_missed(capsys):
     rr = dict(r, treat=dict(st, state="TREAT", loop_late=2))
     assert not bench_pico.real_boot_table("t", rr)
     assert "MISSED" in capsys.readouterr().out
+    rr = dict(r, treat=dict(st, state="TREAT", overruns=1))      # while current flowed
+    assert not bench_pico.real_boot_table("t", rr)
+    assert "MISSED" in capsys.readouterr().out
+    rr = dict(r, after=dict(st, overruns=5), end=dict(st, overruns=5))   # output off
+    assert bench_pico.real_boot_table("t", rr)
+    assert "MISSED" not in capsys.readouterr().out
 
 
 def _state_rows(**summary):

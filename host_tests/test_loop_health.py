@@ -85,3 +85,31 @@ def test_hostio_reads_what_waits_and_never_blocks():
         os.close(w)
         assert io.readinto(buf) == 0          # writer gone: still no wait
     os.close(r2)
+
+
+def test_build_frees_the_reserve_and_wires_again_when_the_heap_is_cut_up(monkeypatch):
+    """On the emulated Pico the records' load once found no 2.4 KB block beside the
+    import-time reserve (MemoryError at boot: the board sat at its REPL). build() then
+    frees the reserve, collects and builds the graph again; a second failure is raised."""
+    calls = []
+
+    def wire():
+        calls.append(main._reserve is not None)
+        if len(calls) == 1:
+            raise MemoryError("memory allocation failed, allocating 2401 bytes")
+        return "graph"
+    monkeypatch.setattr(main, "_wire", wire)
+    monkeypatch.setattr(main, "_reserve", bytearray(16))
+    assert main.build() == "graph"
+    assert calls == [True, False] and main._reserve is None
+
+    def never():
+        raise MemoryError("still no room")
+    monkeypatch.setattr(main, "_wire", never)
+    monkeypatch.setattr(main, "_reserve", bytearray(16))
+    try:
+        main.build()
+    except MemoryError as e:
+        assert "still no room" in str(e)
+    else:
+        raise AssertionError("a second MemoryError must reach the caller")

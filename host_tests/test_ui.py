@@ -5,7 +5,7 @@
   garbage per poll), one pytest case per test;
 * the real boards' `build_ui()` on the fake `machine`: pins, pulls, quiet at build, no
   clash with the front-end's pins, the Ui driving them;
-* main's wiring: `with_ui` inside `main.run` in virtual time (a button press stops a
+* main's wiring: `loop_poll` (the UI in the app's poll) inside `main.run` in virtual time (a button press stops a
   session through the loop), a board without `build_ui`.
 """
 

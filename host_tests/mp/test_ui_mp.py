@@ -34,13 +34,17 @@ def rx():
 class Dev:
     """Rig + the sim board's UI hardware + ui.Ui, stepped as main's loop does."""
 
-    def __init__(self, with_rx=True, ui_hw=True, **kw):
+    def __init__(self, with_rx=True, ui_hw=True, in_app=False, **kw):
+        """`in_app`: the UI polled by the app's poll (app.ui_poll), as main wires it."""
         self.rig = Rig(**kw)
         if with_rx:
             self.rig.store.rx.save(rx())     # (too long for one protocol line)
         self.hw = sim.build_ui() if ui_hw is True else ui_hw
         self.clock = self.rig.app.clock      # what main gives the UI
         self.ui = ui.Ui(self.hw, self.rig.app, self.clock.ms)
+        self.in_app = in_app
+        if in_app:
+            self.rig.app.ui_poll = self.ui.poll
         self.tones = []          # (ms, pattern) each time a new tune starts
         self.led_edges = []      # (ms, level) each time the LED changes
         self._plays = self.ui._buz.plays
@@ -55,7 +59,8 @@ class Dev:
         hw = self.hw
         for _ in range(n):
             rig.step()                       # the app's poll updates the clock
-            u.poll(self.clock.ms)
+            if not self.in_app:
+                u.poll(self.clock.ms)
             n = u._buz.plays
             if n != self._plays:
                 self._plays = n
@@ -248,6 +253,34 @@ def test_up_and_down_adjust_through_the_command():
     d.hw.btn_start.press()               # and stop still stops at once
     d.wait(50)
     assert d.state() == sm.RAMP_DOWN
+
+
+def test_buttons_act_in_a_heap_locked_session():
+    """As on a board, the app polls the UI inside its own poll, and a session's polls run
+    with the heap locked (lock_polls): up, down and stop still act (the UI unlocks for a
+    command: app.release), and the polls between presses ran locked (where MicroPython
+    locks the heap: an allocation there would have raised)."""
+    d = Dev(in_app=True, lock_polls=True)
+    _has_adjust(d)
+    d.treating()
+    app = d.rig.app
+    ses = d.rig.ctrl.session
+    locked = app.locked_polls
+    d.tap(d.hw.btn_up)
+    assert ses.target_ua == 11000, ses.target_ua
+    d.tap(d.hw.btn_down)
+    d.tap(d.hw.btn_down)
+    assert ses.target_ua == 9000, ses.target_ua
+    d.hw.btn_start.press()
+    d.wait(50)
+    assert d.state() == sm.RAMP_DOWN and ses.end_reason == sm.END_STOPPED
+    d.hw.btn_start.release()
+    assert d.until(sm.DONE, 30)
+    assert d.ui.internal == 0 and d.rig.ctrl.safety.fault == 0
+    if mptest.is_micropython():
+        assert app.locked_polls - locked >= 100, app.locked_polls - locked
+    else:
+        assert app.locked_polls == 0
 
 
 def test_up_and_down_outside_a_session_beep_and_do_nothing():
@@ -511,7 +544,8 @@ def test_no_garbage_per_poll():
         raise mptest.Skip("heap accounting needs MicroPython")
     d = Dev()
     d.treating()
-    poll = main.with_ui(d.rig.app.poll, d.ui.poll, d.clock)
+    d.rig.app.ui_poll = d.ui.poll        # main.loop_poll's wiring
+    poll = d.rig.app.poll
     step = d.rig.bench.step
     worst = 0
     for _ in range(400):                 # TREAT, LED steady: main's whole poll
