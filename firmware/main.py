@@ -21,9 +21,25 @@ locked (see `run()`).
 # small holes (on an RP2040: 150 KB free, the largest block 11 KB). A block reserved
 # before any firmware import keeps the low end of the heap in one piece; build() frees
 # it last, leaving one large free block for the loop and the host link.
+# Where each module is compiled at its import (flashed as .py) the compiler needs room of
+# its own: on the emulated Pico the firmware (0.5) no longer compiled beside 48 KB
+# (MemoryError at boot: the board sat at its REPL), so such a board reserves less.
 RESERVE_BYTES = 48 * 1024
+RESERVE_SOURCE_BYTES = 36 * 1024
+
+
+def _reserve_size():
+    """RESERVE_BYTES where the firmware is precompiled (app.mpy), else RESERVE_SOURCE_BYTES."""
+    try:
+        import os
+        os.stat("app.mpy")
+        return RESERVE_BYTES
+    except (ImportError, AttributeError, OSError):
+        return RESERVE_SOURCE_BYTES
+
+
 try:
-    _reserve = bytearray(RESERVE_BYTES)
+    _reserve = bytearray(_reserve_size())
 except MemoryError:
     _reserve = None
 
