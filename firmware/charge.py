@@ -45,7 +45,11 @@ class Charge:
         return left * _UAMS_PER_UAMIN - self._acc <= ramp_uams
 
     def remaining_ms(self, i_ua):
-        """Time to deliver the rest of the dose at `i_ua` (> 0). Outside the step: the
-        product may be a bigint."""
+        """Time to deliver the rest of the dose at `i_ua` (µA, 0 < i_ua < 178,000), in ms
+        to 10 ms. Small ints only (`status` answers with the heap locked): whole minutes,
+        then the rest in 10-ms units, never left * 60000 (a bigint from 17,896 µA·min)."""
         left = self.dose_uamin - self.uamin
-        return left * 60000 // i_ua if left > 0 else 0
+        if left <= 0:
+            return 0
+        q = left // i_ua
+        return q * 60000 + (left - q * i_ua) * 6000 // i_ua * 10
