@@ -90,6 +90,10 @@ _LOG_RETRY_MS = 1000
 _USABLE = (storage.OK, storage.RECOVERED, storage.DEFAULT)
 
 
+def _no_lock():
+    """Where the heap cannot be locked (CPython; App(lock_polls=False))."""
+
+
 class App:
     SERVICE_IDLE_MS = 300000       # service mode ends after 5 min without a command
 
@@ -165,7 +169,8 @@ class App:
         # a session's poll runs with the heap locked (_may_lock): its frames then live on
         # the C stack (faster), and a request whose answer would allocate is refused
         # E_BUSY instead of draining a heap the collector (off) cannot reclaim
-        self._lock = self._unlock = None
+        self._lock = self._unlock = _no_lock
+        self._locking = False
         self.locked_polls = 0              # polls run with the heap locked (the bench's),
         self.unlocked_answers = 0          # of which unlocked to read or answer a line
         self.locked = False                # this poll holds the heap locked
@@ -173,12 +178,12 @@ class App:
         if lock_polls:
             try:
                 import micropython
-                self._lock = getattr(micropython, "heap_lock", None)
-                self._unlock = getattr(micropython, "heap_unlock", None)
+                if hasattr(micropython, "heap_lock") and hasattr(micropython, "heap_unlock"):
+                    self._lock = micropython.heap_lock
+                    self._unlock = micropython.heap_unlock
+                    self._locking = True
             except ImportError:
                 pass
-            if self._unlock is None:
-                self._lock = None
         self._flash_stalls = flash_stalls
         try:
             import gc
@@ -232,7 +237,7 @@ class App:
         # A frame this small lives on the C stack; unlocked, MicroPython takes a frame
         # of more than 11 words from the heap (py/objfun.c: VM_MAX_STATE_ON_STACK), ~0.4 ms
         # on an RP2040 once the heap has holes. So the lock comes first, then the rest.
-        if self._lock is None:
+        if not self._locking:
             self._open_poll()
             return
         self._lock()

@@ -16,6 +16,8 @@ so nothing is built.
                       id_at, cmd_at: the index of the last "id" and "cmd" members, or -1
     kind(i)           INT, STR, TRUE, FALSE or NULL; value(i): its int, True, False,
                       None, or for a string the name it spells (one of `names`, or None)
+    int_hi(i), int_lo(i)   an integer as hi * 100000 + lo: two small ints even where
+                      value(i) would be a heap int (2**30 or more on a 32-bit port)
     find(name)        the index of the last member with that key (JSON: the last wins), -1
     key_start(i), key_end(i), str_start(i), str_end(i)   offsets in buf; key_less(i, j)
     is_int(i), is_bool(i)
@@ -127,6 +129,9 @@ class FlatReq:
         o = W * i
         k = self.m[o + 2]
         if k == INT:
+            hi = self.m[o + 4]
+            if hi:
+                return hi * 100000 + self.m[o + 3]    # a heap int from 2**30 on a board
             return self.m[o + 3]
         if k == TRUE:
             return True
@@ -135,6 +140,14 @@ class FlatReq:
         if k == NULL:
             return None
         return self._lookup(self.m[o + 3], self.m[o + 4])
+
+    def int_hi(self, i):
+        """Member i's integer is int_hi(i) * 100000 + int_lo(i), two small ints with its
+        sign: read without allocating whatever the value (replyline.SplitInt)."""
+        return self.m[W * i + 4]
+
+    def int_lo(self, i):
+        return self.m[W * i + 3]
 
     def find(self, name):
         keys = self.keys

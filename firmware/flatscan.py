@@ -11,8 +11,9 @@ here is read the same by jsonstrict (host tests hold the two to that).
 
     scan(buf, n, out, max_members) -> members, or -1 when buf[0:n] is not flat
         out (array "i", 6 * max_members): per member key start, key end, kind, a, b,
-        and key_hash of the key: kind 0 an integer a; 1 a string buf[a:b]; 2 true;
-        3 false; 4 null.
+        and key_hash of the key: kind 0 the integer b * 100000 + a (a: its last five
+        digits, b: the rest, both with its sign: small ints on a 32-bit port, where
+        2**30 and more is a heap int); 1 a string buf[a:b]; 2 true; 3 false; 4 null.
     key_hash(buf, s, e) -> a small int (< 2**20: every step stays a small int on a 32-bit
         port) of buf[s:e], for a table of names
     same(buf, s, e, name, m) -> 1 when buf[s:e] is the m bytes of `name`
@@ -93,6 +94,7 @@ def scan(buf: ptr8, n: int, out: ptr32, max_members: int) -> int:
             o = m * 6
             kind = 0
             v = 0
+            hi = 0
             if c == 45 or (c >= 48 and c <= 57):    # an integer
                 neg = c == 45
                 if neg:
@@ -102,16 +104,29 @@ def scan(buf: ptr8, n: int, out: ptr32, max_members: int) -> int:
                 if buf[i] == 48:
                     i += 1
                 else:
+                    ds = i
                     while i < n and buf[i] >= 48 and buf[i] <= 57:
                         d = buf[i] - 48
                         if v > 214748364 or (v == 214748364 and d > 7):
                             return -1             # above 2**31 - 1
                         v = v * 10 + d
                         i += 1
+                    # the last five digits apart from the rest: two small ints
+                    j = i - 5
+                    if j > ds:
+                        v = 0
+                        k = ds
+                        while k < j:
+                            hi = hi * 10 + buf[k] - 48
+                            k += 1
+                        while k < i:
+                            v = v * 10 + buf[k] - 48
+                            k += 1
                 if i < n and (buf[i] == 46 or buf[i] == 101 or buf[i] == 69):
                     return -1                     # '.', 'e', 'E': not an integer
                 if neg:
                     v = 0 - v
+                    hi = 0 - hi
             else:                                 # true, false, null
                 w = ptr8(b"true")
                 k = 4
@@ -135,7 +150,7 @@ def scan(buf: ptr8, n: int, out: ptr32, max_members: int) -> int:
                 i += k
             out[o + 2] = kind
             out[o + 3] = v
-            out[o + 4] = 0
+            out[o + 4] = hi
             m += 1
             state = 5
         else:

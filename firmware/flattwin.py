@@ -87,7 +87,11 @@ def scan(buf, n, out, max_members):
                     i += 1
             if i < n and (buf[i] == 46 or buf[i] == 101 or buf[i] == 69):
                 return -1
-            a = -v if neg else v
+            b = v // 100000                # as flatscan.scan: two small ints
+            a = v - b * 100000
+            if neg:
+                a = -a
+                b = -b
         elif _word(buf, i, n, b"true"):
             i += 4
             kind = TRUE

@@ -31,7 +31,7 @@ import json
 
 import jsonstrict
 from flatreq import INT, STR, W, FlatReq, copy
-from replyline import ErrorLine, plain
+from replyline import ErrorLine, SplitInt, plain
 from schema import Reject, is_int
 
 LINE_MAX = 256
@@ -64,6 +64,7 @@ class Protocol:
         self._out = None           # resume() call (the one being written)
         self._out_rid = None
         self.rid = None            # the request parse() left for answer()
+        self._big_rid = SplitInt()  # its id from 100000 (_parse_flat)
         self.cmd = None
         self.req = None
         self.line_max = line_max
@@ -178,11 +179,20 @@ class Protocol:
         i = fr.id_at
         if i >= 0:
             o = W * i
-            if m[o + 2] != INT or m[o + 3] < 0:     # 10 digits at most: never above ID_MAX
+            hi = m[o + 4]                          # flatscan: hi * 100000 + lo
+            lo = m[o + 3]
+            if m[o + 2] != INT or hi < 0 or lo < 0:   # 10 digits at most: <= ID_MAX
                 self._reply(None, self.err.begin("E_TYPE").text(
                     b"id must be an integer 0..2147483647"))
                 return False
-            rid = m[o + 3]
+            if hi:
+                # up to 2**31 - 1 (tools/client.py picks them at random): from 2**30 a
+                # heap int on a board, so the id stays in parts, written back as digits
+                rid = self._big_rid
+                rid.hi = hi
+                rid.lo = lo
+            else:
+                rid = lo
         i = fr.cmd_at
         if i < 0:
             self._reply(rid, self.err.begin("E_MISSING").text(b"missing field cmd"))
@@ -217,7 +227,7 @@ class Protocol:
         if not isinstance(out, dict):     # a reply that writes its own line (replyline)
             self._reply(rid, out)
             return
-        out["id"] = rid
+        out["id"] = _plain_id(rid)
         out["ok"] = True
         self.lines += 1
         self._send(out)
@@ -254,7 +264,7 @@ class Protocol:
     def _finish(self, out, rid, n):
         if n < 0:
             d = out.as_dict()
-            d["id"] = rid
+            d["id"] = _plain_id(rid)
             d["ok"] = True
             self.lines += 1
             self._send(d)
@@ -292,7 +302,7 @@ class Protocol:
             return
         self.lines += 1
         self.rejected += 1
-        self._send({"id": rid, "ok": False, "error": {"code": code, "msg": msg}})
+        self._send({"id": _plain_id(rid), "ok": False, "error": {"code": code, "msg": msg}})
 
     # ---- output -----------------------------------------------------------------------
     def _send(self, obj):
@@ -320,3 +330,8 @@ class Protocol:
         except Exception:
             self.write_errors += 1
             return False
+
+
+def _plain_id(rid):
+    """A request id as JSON writes it: a SplitInt (_parse_flat) as its int."""
+    return rid.value() if isinstance(rid, SplitInt) else rid

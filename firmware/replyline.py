@@ -161,7 +161,8 @@ class FieldReply:
 
 
 def _put_value(buf, p, v):
-    """null, true, false or a small int at buf[p:]; the end, or -1 for any other kind."""
+    """null, true, false, an int or a SplitInt at buf[p:]; the end, or -1 for any other
+    kind."""
     if v is None:
         return put_bytes(buf, p, _NULL, 4)
     if v is True:
@@ -172,6 +173,8 @@ def _put_value(buf, p, v):
         if -_SMALL <= v <= _SMALL:
             return put_int(buf, p, v)
         return _put_big(buf, p, v)
+    if isinstance(v, SplitInt):
+        return _put_split(buf, p, v.hi, v.lo)
     return -1
 
 
@@ -248,6 +251,19 @@ class ErrorLine:
                 p = _put_big(self._msg, self._n, v)
                 if p > 0:
                     self._n = p
+        return self
+
+    def parts(self, hi, lo):
+        """The int hi * 100000 + lo (small ints of one sign: flatreq.FlatReq.int_hi), with
+        nothing allocated."""
+        if self._n + 24 <= _ERR_SIZE:
+            n = self._n
+            if hi < 0 or lo < 0:
+                self._msg[n] = 45            # '-'
+                n += 1
+                hi = -hi
+                lo = -lo
+            self._n = _put_split(self._msg, n, hi, lo)
         return self
 
     def quoted(self, buf, s, e):

@@ -19,6 +19,8 @@ DATE = 3
 CHOICE = 4
 
 TEXT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-:/+#"
+_BIG = 1000000000     # check_flat: a range within ±(10**9 - 1) ...
+_HI_BIG = _BIG // 100000    # ...refuses a value of 10 digits from its parts alone
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -142,6 +144,12 @@ def check_flat(fr, spec, err, ignore=("id", "cmd")):
         if kind == INT:
             if not fr.is_int(i):
                 return err.begin("E_TYPE").text(name).text(b" must be an integer")
+            vh = fr.int_hi(i)
+            if (vh >= _HI_BIG or vh <= -_HI_BIG) and -_BIG < lo and hi < _BIG:
+                # 10 digits, outside a range of 9: refused without the value itself (a
+                # heap int on a board from 2**30)
+                return err.begin("E_RANGE").text(name).text(b" ").parts(
+                    vh, fr.int_lo(i)).text(b" outside ").num(lo).text(b"..").num(hi)
             v = fr.value(i)
             if v < lo or v > hi:
                 return err.begin("E_RANGE").text(name).text(b" ").num(v).text(

@@ -80,3 +80,64 @@ def test_a_locked_session_answers_the_other_commands_unlocked():
                 proto.write_errors == 0, (line, proto.lines, proto.busy_lines, proto.rejected)
         finally:
             _end(rig)
+
+
+def _answer_locked(proto, line):
+    """Scan `line` (bytes), then parse and answer it with the heap locked where it locks,
+    as a board's locked poll does (the scan first: on the WebAssembly port it is bytecode,
+    whose digits make heap ints; the board's machine code makes none). Returns the reply
+    line (str), or the exception the locked work raised."""
+    got = [None, 0]
+
+    def keep(buf, n):               # keeps a reference, copies nothing: no allocation
+        got[0] = buf
+        got[1] = n
+    proto.write_n = keep
+    proto.write = lambda data: keep(data, len(data))
+    n = len(line)
+    for i in range(n):
+        proto._buf[i] = line[i]
+    assert proto.flat.scan(proto._buf, n), line
+    lock = getattr(__import__("micropython"), "heap_lock", None) \
+        if mptest.is_micropython() else None
+    failed = None
+    if lock is not None:
+        lock()
+    try:
+        if proto._parse_flat(proto.flat):
+            proto.answer()
+            while proto.resume():
+                pass
+    except Exception as e:        # MemoryError under the lock: kept, raised unlocked
+        failed = e
+    finally:
+        if lock is not None:
+            __import__("micropython").heap_unlock()
+    if failed is not None:
+        return failed
+    return bytes(got[0][:got[1]]).decode()
+
+
+def test_an_id_past_the_small_ints_is_answered_heap_locked():
+    """tools/client.py picks request ids of up to 2**31 - 1. From 2**30 such an id is a
+    heap int on a 32-bit port: read as one, a locked poll on the emulated RP2040 refused
+    `status` and `stop` E_BUSY. The id is kept in two small parts and written back as its
+    digits; a field past the small ints is refused E_RANGE, with its value, as unlocked."""
+    import json
+    rig, _ = _locked_session(_ChunkReader(b"", 1), "hands")
+    try:
+        proto = rig.app.proto
+        for rid in (2 ** 31 - 1, 2 ** 30, 2 ** 30 - 1, 1000000000, 100000, 99999, 0):
+            reply = _answer_locked(proto, ('{"id":%d,"cmd":"status"}' % rid).encode())
+            assert isinstance(reply, str), (rid, reply)
+            d = json.loads(reply)
+            assert d["id"] == rid and d["ok"] is True and d["state"] == "TREAT", (rid, reply)
+        reply = _answer_locked(proto, b'{"id":2147483647,"cmd":"telemetry","on":true,'
+                                      b'"hz":-2147483647}')
+        assert isinstance(reply, str), reply
+        d = json.loads(reply)
+        assert d["id"] == 2 ** 31 - 1 and d["error"]["code"] == "E_RANGE", reply
+        assert d["error"]["msg"].startswith("hz -2147483647 outside "), reply
+        assert rig.ctrl.session.state == sm.TREAT
+    finally:
+        _end(rig)
