@@ -7,12 +7,15 @@
 The safety monitor counts its own overruns (safety.Safety.overruns: a step more than
 1.5 periods after the previous one), independently of this record.
 
-The heap: `heap_free()` is gc.mem_free() (`free_now` keeps it off a running session). MicroPython has no call for the largest free
-block, so `probe_step()` finds it by allocating, one attempt per call: sizes descending
-from the free heap by 1/16 each, with the automatic collection off (a failed attempt
-raises MemoryError at once instead of collecting; it scans the allocation table, about
-0.5 ms on an RP2040). The first success ends the search: `largest` is that size, a
-lower bound within 1/16 of the truth, and `largest_ms` the uptime it was measured at.
+The heap: `heap_free()` is gc.mem_free() (`free_now` keeps it off a running session).
+MicroPython has no call for the largest free block, so `probe_step()` finds it by
+allocating, one attempt per call: a collection first (after a session its uncollected
+garbage left 3 KB blocks where 19 KB were free once collected: emulated RP2040), then
+sizes descending from the free heap by 1/16 each, with the automatic collection off (a
+failed attempt raises MemoryError at once instead of collecting; it scans the
+allocation table, about 0.5 ms on an RP2040). The first success ends the search:
+`largest` is that size, a lower bound within 1/16 of the truth, and `largest_ms` the
+uptime it was measured at.
 That one block is garbage at once, but it sits in the largest free block until the
 next collection. So the app probes only after a `status` asked for it (`wanted`), only
 while no session runs, in polls that read no input, and at most once every
@@ -61,6 +64,7 @@ class LoopHealth:
         if n == 0:
             if self.largest_ms >= 0 and now_ms - self.largest_ms < PROBE_EVERY_MS:
                 return False
+            gc.collect()        # else a session's garbage would hide the block
             n = gc.mem_free()
         auto = gc.isenabled()
         gc.disable()
