@@ -81,7 +81,7 @@ from recorder import Recorder
 from telemetry import TelLine
 from treatment_log import CHECKPOINT_MS, RECORD_UAMIN
 
-READ_MAX = 64
+READ_MAX = 16          # bytes read per poll: ~35 µs each on an RP2040 (hostio.py), so 0.6 ms
 FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
 #                        each ~0.5 ms on an RP2040)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free

@@ -26,7 +26,9 @@ from micropython import const
 
 LATE_SLACK_US = const(500)       # a tenth of the 5 ms control period
 PROBE_EVERY_MS = const(10000)
-FREE_EVERY_MS = const(1000)      # free_now measures at most this often (8.6 ms a call)
+FREE_EVERY_MS = const(10000)     # free_now measures at most this often: 8.6 ms a call, a
+#                                  late period each (a host asking status twice a second
+#                                  made 1 % of idle periods late at 1 s)
 _GRAIN = const(64)
 
 
@@ -66,6 +68,8 @@ class LoopHealth:
                 return False
             gc.collect()        # else a session's garbage would hide the block
             n = gc.mem_free()
+            self.free = n       # free_now's figure too: one scan of the heap, not two
+            self.free_ms = now_ms
         auto = gc.isenabled()
         gc.disable()
         try:

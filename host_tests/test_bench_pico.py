@@ -97,3 +97,24 @@ def test_the_loop_table_wants_every_session_poll_heap_locked_or_an_event(capsys)
     assert _missed(capsys, rows) == ["TREAT_DC"]
     assert _missed(capsys, _state_rows(busy_lines=1)) == ["TREAT_DC"]
     assert _missed(capsys, _state_rows(alloc_error="MemoryError in TREAT_DC")) == ["TREAT_DC"]
+
+
+def test_the_usb_host_asks_status_after_every_nth_telemetry_line_and_counts_replies():
+    """bench_pico.on_board's host: a status request after every 5th telemetry line (twice a
+    second of board time at 10 Hz), its replies counted by id, E_BUSY refusals apart, the
+    bench's rows kept; anything else on the port (garbage, a half line) is ignored."""
+    sent = []
+    out = bench_pico.BenchOutput(sent.append, status_every=5)
+    stream = b"".join([b'{"t":"tel","ms":%d}\n' % (100 * k) for k in range(10)])
+    stream += b'garbage \xff\n{"bench":"TREAT_DC","n":3}\n'
+    stream += b'{"id":900001,"ok":true,"state":"TREAT"}\n'
+    stream += b'{"id":null,"ok":false,"error":{"code":"E_BUSY","msg":"busy"}}\n{"id":9'
+    for i in range(len(stream)):
+        out.feed(stream[i:i + 1])
+    assert sent == [b'{"id":900001,"cmd":"status"}\n', b'{"id":900002,"cmd":"status"}\n']
+    assert out.host == {"sent": 2, "answered": 1, "busy": 1} and out.tel == 10
+    assert out.rows == [{"bench": "TREAT_DC", "n": 3}]
+    quiet = bench_pico.BenchOutput()
+    for i in range(len(stream)):
+        quiet.feed(stream[i:i + 1])
+    assert quiet.host is None and len(quiet.rows) == 1

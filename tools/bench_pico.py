@@ -10,8 +10,9 @@ host, the firmware's imports leave the board's heap far less fragmented, and the
 benchmark script itself needs room beside the firmware), puts the hands in (the plant on its
 pins), then runs the on-board loop benchmark tools/pico_bench/bench.py through mpremote:
 main.run's loop with boards/pico.py, telemetry at 10 Hz, through every state, once
-quietly and once with a host flooding the input, and once with 5 minutes of treatment
-and a host asking status twice a second, for the heap. Prints one table per run against
+quietly and once with a host flooding the input (an in-board reader), and once with 5
+minutes of treatment and a host on the USB port asking status twice a second (board
+time), for the heap and the cost of USB input. Prints one table per run against
 the goals of issue 11:
     tick p99 + poll p99 <= 2,500 µs (half the 5 ms period) in every state,
     0 late periods and 0 overruns where current may flow, 0 bytes allocated per step
@@ -68,25 +69,88 @@ def _tool(name, *args, timeout=900):
     return _run([sys.executable, "-m", "tools." + name] + list(args), timeout)
 
 
-def on_board(port, settings, timeout):
-    """Run bench.py on the board with BENCH = settings; the {"bench": ...} lines."""
-    from tools.remote import mpremote
+class BenchOutput:
+    """The bench script's output, fed byte by byte (`feed`, as mpremote's follow gives it):
+    its {"bench": ...} lines in `rows`; with `status_every` > 0 a host that writes a
+    `status` request to `write` after every that many telemetry lines and counts, in
+    `host`, the requests sent, the replies with their ids, and E_BUSY refusals."""
+
+    ID0 = 900000          # the host's ids: ID0 + 1, ID0 + 2, ...
+
+    def __init__(self, write=None, status_every=0):
+        self.rows = []
+        self.tel = 0
+        self.host = {"sent": 0, "answered": 0, "busy": 0} if status_every > 0 else None
+        self._every = status_every
+        self._write = write
+        self._line = bytearray()
+
+    def feed(self, b):
+        if b != b"\n":
+            self._line.extend(b)
+            return
+        text = self._line.decode("utf-8", "replace").strip()
+        self._line[:] = b""
+        if not text.startswith("{"):
+            return
+        try:
+            row = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(row, dict):
+            self._row(row)
+
+    def _row(self, row):
+        host = self.host
+        if "bench" in row:
+            self.rows.append(row)
+        elif row.get("t") == "tel":
+            self.tel += 1
+            if host is not None and self.tel % self._every == 0:
+                host["sent"] += 1
+                self._write(b'{"id":%d,"cmd":"status"}\n' % (self.ID0 + host["sent"]))
+        elif host is not None and isinstance(row.get("id"), int) and row["id"] > self.ID0:
+            host["answered"] += 1
+        elif host is not None and (row.get("error") or {}).get("code") == "E_BUSY":
+            host["busy"] += 1        # refused for the heap (protocol.busy: id null)
+
+
+def on_board(port, settings, timeout, host_status_every=0):
+    """Run bench.py on the board with BENCH = settings; (the {"bench": ...} rows, host),
+    host: {"sent", "answered", "busy"} status requests of the USB host, or None.
+
+    host_status_every > 0: a host on the board's USB port sends `status` after every
+    that many telemetry lines (telemetry at 10 Hz: 5 is twice a second of board time),
+    read by the firmware's own HostIO from USB as on a patient's board (bench.py's
+    `status_hz` serves its requests from an in-board reader instead, which skips the USB
+    stack). The run goes through mpremote's serial transport: raw REPL, the script
+    pasted, its output followed line by line. `timeout`: wall seconds without output.
+    Raises RuntimeError when the port cannot be opened or the script prints nothing."""
+    from mpremote.transport_serial import SerialTransport, TransportError
     # a0: the heap in use before the script, for its own footprint (bench.py's OWN)
     code = "import gc\ngc.collect()\nBENCH = %r\nBENCH['a0'] = gc.mem_alloc()" % (settings,)
-    r = mpremote(port, ["exec", code, "run", str(BENCH)], timeout=timeout)
-    rows = []
-    for line in r.out.splitlines():
-        line = line.strip()
-        if line.startswith("{") and '"bench"' in line:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "bench" in row:
-                rows.append(row)
-    if not rows:
-        raise RuntimeError("the on-board benchmark printed nothing: %s" % r.reason())
-    return rows
+    try:
+        t = SerialTransport(port, baudrate=115200)
+    except Exception as e:
+        raise RuntimeError("cannot open %s: %s" % (port, e))
+    out = BenchOutput(t.serial.write, host_status_every)
+    try:
+        t.enter_raw_repl(soft_reset=True)
+        t.exec(code)
+        t.exec_raw_no_follow(BENCH.read_text())
+        _, err = t.follow(timeout, out.feed)
+        t.exit_raw_repl()
+    except TransportError as e:
+        raise RuntimeError("the on-board benchmark on %s: %s" % (port, e))
+    finally:
+        t.close()
+    err = err.decode("utf-8", "replace").strip()
+    if err:
+        print(err, file=sys.stderr)
+    if not out.rows:
+        raise RuntimeError("the on-board benchmark printed nothing%s" % (
+            ": " + err if err else ""))
+    return out.rows, out.host
 
 
 def real_boot(port, vp, treat_s, target_ua=15000, tel_hz=10, status_every_s=0.5, log=print):
@@ -307,13 +371,19 @@ def main(argv=None):
                 ("a host flooding the input, telemetry 10 Hz",
                  {"flood": 1, "tel_hz": 10, "treat_s": treat})]
         if not ns.quick:
-            runs.append(("5 minutes of treatment, telemetry 10 Hz, status 2 Hz (heap)",
-                         {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 180,
-                          "status_hz": 2}))
+            runs.append(("5 minutes of treatment, telemetry 10 Hz, a host on USB asking "
+                         "status twice a second (heap)",
+                         {"flood": 0, "tel_hz": 10, "treat_s": 120, "soak_s": 180}))
         for title, settings in runs:
             t0 = time.monotonic()
-            rows = on_board(port, settings, timeout=7200)
+            every = 5 if "host on USB" in title else 0
+            rows, host = on_board(port, settings, timeout=600, host_status_every=every)
             summary = table("%s  (%.0f s wall)" % (title, time.monotonic() - t0), rows)
+            if host is not None:
+                print("  USB host: %d status sent, %d answered, %d refused E_BUSY (goal: all "
+                      "answered): %s" % (host["sent"], host["answered"], host["busy"],
+                                         "met" if host["answered"] == host["sent"] and
+                                         not host["busy"] else "MISSED"))
             largest = summary.get("heap_largest_after_gc")
             if settings.get("soak_s") and largest is not None:
                 print("  largest free block after 5 min: %d B (goal >= %d): %s" % (
