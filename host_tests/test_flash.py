@@ -218,6 +218,29 @@ def test_refusals_exit_2_and_leave_the_board_untouched(board):
     assert flash_snapshot(board) == before
 
 
+def test_flash_and_check_refuse_a_board_in_a_session_and_name_it(board):
+    """During a session the firmware ignores Ctrl-C, so mpremote waited 20 s for a REPL and
+    blamed the port ("does not answer as a MicroPython board"). The tools ask the firmware
+    first and name the session; the session goes on untouched."""
+    from tools.client import Client
+    assert run_tool("flash", "--vboard", board.name).returncode == 0
+    with Client(board.port, timeout=10.0) as dev:
+        dev.start(target_ua=5000, duration_s=300)
+        assert dev.status()["state"] == "WAIT_CONTACT"
+    try:
+        r = run_tool("flash", "--vboard", board.name)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "a treatment is running on %s (WAIT_CONTACT): stop it first" % board.port \
+            in r.stderr, r.stderr
+        rc, rows = check_rows(vboard=board.name)
+        assert rc == 2 and "(WAIT_CONTACT): stop it first" in rows["port"][1], rows
+    finally:
+        with Client(board.port, timeout=10.0) as dev:
+            assert dev.status()["state"] == "WAIT_CONTACT"     # untouched by the tools
+            dev.stop()
+    assert check_rows(vboard=board.name)[0] == 0
+
+
 def test_a_short_treatment_runs_on_the_board_and_is_watched_from_the_host(board):
     from emulators.vboard.session import run_session
     assert run_tool("flash", "--vboard", board.name).returncode == 0

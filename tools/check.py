@@ -21,7 +21,8 @@ import sys
 import time
 
 from tools import manifest as mf
-from tools.flash import PROBE_TIMEOUT, Refused, parser, probe
+from tools.flash import (PROBE_TIMEOUT, SESSION_ASK_S, Refused, parser, probe,
+                         refuse_a_session)
 from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
 
 EXIT_OK = 0
@@ -128,6 +129,11 @@ def check(port=None, vboard_name="sim", timeout_scale=1.0, probe_timeout=PROBE_T
         port, vb = resolve_port(port, vboard_name)
         timeout_scale *= getattr(vb, "TIMEOUT_SCALE", 1.0)
     except (Refused, RemoteError) as e:
+        row("port", FAIL, str(e))
+        return rows, EXIT_NO_BOARD
+    try:
+        refuse_a_session(port, SESSION_ASK_S * timeout_scale)
+    except Refused as e:
         row("port", FAIL, str(e))
         return rows, EXIT_NO_BOARD
     try:

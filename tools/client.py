@@ -344,3 +344,25 @@ class Client:
             nxt = page["next"]
             if not nxt:
                 return out
+
+
+SESSION_STATES = ("WAIT_CONTACT", "RAMP_UP", "TREAT", "REVERSE", "RAMP_DOWN", "PAUSED")
+
+
+def running_session(port, timeout=1.0):
+    """The state of the session the firmware on `port` runs ("TREAT", ...), or None: no
+    session, another program on the port, or nothing answered as this firmware within
+    about `timeout` s (a board at its REPL, a blank board). The tools that take a board
+    over through mpremote ask first: during a session the firmware ignores Ctrl-C, so
+    mpremote would wait 20 s for a REPL that never comes."""
+    try:
+        dev = Client(port, timeout=timeout)
+    except Exception:              # in use, gone: the caller's own open says why
+        return None
+    try:
+        state = dev.status().get("state")
+    except (ClientError, OSError, ValueError, AttributeError):
+        return None
+    finally:
+        dev.close()
+    return state if state in SESSION_STATES else None

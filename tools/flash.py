@@ -157,6 +157,21 @@ class ResetWatch:
         return self.what
 
 
+SESSION_ASK_S = 1.0     # refuse_a_session: how long a board running the firmware takes
+
+
+def refuse_a_session(port, timeout):
+    """Refused when the firmware on `port` runs a session: it ignores Ctrl-C then, so
+    mpremote would wait for the REPL for 20 s and blame the port. A board that does not
+    answer the protocol within `timeout` s (at its REPL, blank) is left to mpremote."""
+    from tools.client import running_session
+    state = running_session(port, timeout)
+    if state is not None:
+        raise Refused("a treatment is running on %s (%s): stop it first (the board's "
+                      "start/stop button, or the host that started it), then run this "
+                      "again" % (port, state))
+
+
 def probe(port, names, timeout=PROBE_TIMEOUT, resume=False, abort=None):
     """The board's version, .mpy version, manifest text and {name: sha256 or None}.
 
@@ -275,6 +290,7 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         ask = set(names) | {mf.MANIFEST_NAME}
         ask |= {twin(n) for n in names}
         ask |= {n[:-3] + ".mpy" for n in names}
+        refuse_a_session(port, SESSION_ASK_S * timeout_scale)
         watch = ResetWatch(port, vb)
         try:
             info = probe(port, ask, timeout=probe_timeout * timeout_scale, abort=watch)
