@@ -73,12 +73,17 @@ class LoopHealth:
         auto = gc.isenabled()
         gc.disable()
         try:
-            bytearray(n)
-            ok = True
-        except MemoryError:
-            ok = False
-        if auto:
-            gc.enable()
+            try:
+                bytearray(n)
+                ok = True
+            except MemoryError:
+                ok = False
+        finally:
+            # a Ctrl-C (a tool taking the board over) may land here: a collector left off
+            # outlives even a soft reset (MicroPython 1.28, rp2), and every tool after it
+            # ran out of heap
+            if auto:
+                gc.enable()
         if ok or n <= _GRAIN:
             self.largest = n if ok else 0
             self.largest_ms = now_ms

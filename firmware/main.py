@@ -247,6 +247,20 @@ def main():
     finally:
         b.io.set_interrupt(True)
         b.app.crashed()     # the output is already off (run's handler, or never on)
+        # the REPL a tool gets (Ctrl-C between sessions) needs the collector, which a
+        # session turned off: it stays off even through a soft reset (MicroPython 1.28
+        # rp2: gc.isenabled() False after mpremote's soft reset, and the flash ran out
+        # of heap copying a file)
+        gc_on()
+
+
+def gc_on():
+    """The collector on again (where the port has one)."""
+    try:
+        import gc
+        gc.enable()
+    except (ImportError, AttributeError):
+        pass
 
 
 def _unique_id(board):

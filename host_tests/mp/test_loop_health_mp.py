@@ -170,6 +170,40 @@ def test_largest_block_probe_collects_a_sessions_garbage_first():
     assert h.largest > free // 2, (h.largest, free)
 
 
+def test_the_probe_leaves_the_collector_on_whatever_interrupts_it():
+    """A tool's Ctrl-C may land in the probe's attempt, where the collector is off: left
+    off, it stayed off through mpremote's soft reset (MicroPython 1.28, emulated Pico)
+    and the flash and the self test after it ran out of heap. An exception that is not
+    MemoryError (a TypeError here, as a KeyboardInterrupt would) leaves it on."""
+
+    class Gc:
+        on = True
+
+        def isenabled(self):
+            return self.on
+
+        def disable(self):
+            self.on = False
+
+        def enable(self):
+            self.on = True
+
+        def collect(self):
+            pass
+
+        def mem_free(self):
+            return None                   # bytearray(None) raises TypeError
+    h = health.LoopHealth()
+    g = Gc()
+    h._gc = g
+    raised = False
+    try:
+        h.probe_step(1000)
+    except TypeError:
+        raised = True
+    assert raised and g.on
+
+
 def test_an_allocation_in_the_step_faults_with_the_heap_locked():
     if not mptest.is_micropython():
         raise mptest.Skip("heap_lock needs MicroPython")
