@@ -7,10 +7,12 @@ before anything else happens (then the fault is latched and reported).
 `main()` = `build()` then `run()`. `build()` loads the stored records and the treatment
 log first (before the watchdog starts: the log scan reads every slot), builds the board
 with the stored calibration and the app; `run()` runs the loop with the app's poll
-(host protocol on stdin/stdout, log, telemetry; see app.py). After the loop died, the app records the session that was running.
+(host protocol on stdin/stdout, log, telemetry; see app.py). After the loop died, the
+app records the session that was running, and the collector is turned back on.
 A board with `build_ui()` gets its buttons, LED and buzzer served by the app's poll,
-after its own work (ui.py, `loop_poll`: app.ui_poll); its service button (up + down) is read once, before the loop, and
-handed to the app as `service_button` (None: the board has none).
+after its own work (ui.py, `loop_poll`: app.ui_poll); its service button (up + down) is
+read once, before the loop, and handed to the app as `service_button` (None: the board
+has none).
 Loop health (health.py): `run()` records the worst period and the late periods in a
 LoopHealth that the app's `status` reports; on MicroPython the step runs with the heap
 locked (see `run()`).
@@ -251,10 +253,10 @@ def main():
         # session turned off: it stays off even through a soft reset (MicroPython 1.28
         # rp2: gc.isenabled() False after mpremote's soft reset, and the flash ran out
         # of heap copying a file)
-        gc_on()
+        _gc_on()
 
 
-def gc_on():
+def _gc_on():
     """The collector on again (where the port has one)."""
     try:
         import gc

@@ -248,11 +248,11 @@ class Ui:
             active = self.app.session_active()
             if e > 0 and active:
                 b.used = True
-                self._command("stop", None, now)
+                self._command("stop", now)
             elif b.down and not b.used and not active \
                     and ms_diff(now, b.t_down) >= START_HOLD_MS:
                 b.used = True
-                self._command("start", None, now)
+                self._command("start", now)
         b = self.up_btn
         pin = b.pin
         if pin is not None and (b._raw != b.down or (pin.value() == 0) != b.down) \
@@ -272,19 +272,20 @@ class Ui:
         if p.timed:
             p.update(now)
 
-    def _command(self, cmd, fields, now):
-        """`cmd` through the host's command path (`fields`: a dict, None for none), with
-        the heap unlocked if the poll holds it locked (app.release: a session's poll)."""
+    def _command(self, cmd, now, target_ua=None):
+        """`cmd` through the host's command path (with `target_ua` as its one field when
+        given: adjust), with the heap unlocked if the poll holds it locked (app.release:
+        a session's poll), and its fields built there."""
         relock = self.app.release()
         try:
-            return self._act(cmd, fields, now)
+            return self._act(cmd, {} if target_ua is None else {"target_ua": target_ua}, now)
         finally:
             if relock:
                 self.app.relock()
 
     def _act(self, cmd, fields, now):
         try:
-            self._handle(cmd, {} if fields is None else fields)
+            self._handle(cmd, fields)
         except Reject as e:
             self.refused += 1
             self.last_error = e.code
@@ -305,12 +306,7 @@ class Ui:
             self.last_error = "E_STATE"
             self.beep(TONE_ERROR, now)
             return
-        relock = self.app.release()
-        try:
-            self._act("adjust", {"target_ua": step_ua(self._ses.target_ua, up)}, now)
-        finally:
-            if relock:
-                self.app.relock()
+        self._command("adjust", now, step_ua(self._ses.target_ua, up))
 
     def _follow(self, now):
         """LED pattern and tunes on a state change; the ramp-down countdown."""
