@@ -14,14 +14,15 @@ never hold the loop for long. Per call it does, in this order:
      most once a second;
   4. at most one telemetry line, if enabled and due (skipped, and counted, when the
      output stream reports it is not writable); a poll that sent one does nothing more;
-  5. input, one stage per poll (on an RP2040 each stage of a flat request takes about
-     1 ms, the whole of one several): a long reply being written goes on
-     (FIELDS_PER_POLL fields: `status` takes four polls); else a parsed request is
-     answered; else, right after an answer, nothing: that poll collects the garbage if
-     the heap is getting low (MicroPython; asked at most every GC_CHECK_MS) and no
-     session runs, so a collection never adds to the cost of a line; else at most READ_MAX bytes are read from the host and
-     at most ONE line parsed.
-So a flood of input costs at most one short read and one reply per three loop periods;
+  5. input, one stage per poll (on an RP2040 each stage takes at most ~0.5 ms): a long
+     reply being written goes on (its fill stages, one a poll, then FIELDS_PER_POLL
+     fields a poll, then the line is sent: `status` takes 14 polls); else a line fed in the last poll is
+     parsed (a refusal is answered); else a parsed request is answered; else, right
+     after an answer, nothing: that poll collects the garbage if the heap is getting
+     low (MicroPython; asked at most every GC_CHECK_MS) and no session runs, so a
+     collection never adds to the cost of a line; else at most READ_MAX bytes are read
+     from the host and fed up to the end of ONE line.
+So a flood of input costs at most one short read and one reply per four loop periods;
 the rest waits in the host's and the USB stack's buffers (flow control).
 No collection while a session runs: one takes ~17 ms on an RP2040 (3.4 loop periods), so
 the loop would stop for longer than the safety monitor allows while current flows (it
@@ -81,9 +82,9 @@ from recorder import Recorder
 from telemetry import TelLine
 from treatment_log import CHECKPOINT_MS, RECORD_UAMIN
 
-READ_MAX = 16          # bytes read per poll: ~35 µs each on an RP2040 (hostio.py), so 0.6 ms
-FIELDS_PER_POLL = 9    # a long reply's fields written per poll (status: 36 in 4 polls,
-#                        each ~0.5 ms on an RP2040)
+READ_MAX = 8           # bytes read per poll: ~35 µs each on an RP2040 (hostio.py), so 0.3 ms
+FIELDS_PER_POLL = 4    # a long reply's fields written per poll (status: 36 in 9 polls,
+#                        each ~0.4 ms on an RP2040, after its two fill stages)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
 GC_CHECK_MS = 1000     # ...asked at most this often (gc.mem_free: ~8.6 ms on an RP2040)
 _LOG_RETRY_MS = 1000
@@ -160,6 +161,7 @@ class App:
         self._rpos = 0
         self._rend = 0
         self._answered = False
+        self._line = -1                    # a fed line waits to be parsed: its length
         self._req = False                  # a parsed request waits for its answer
         self.proto.on_line = self._parse_line
         self.proto.fields_per_poll = FIELDS_PER_POLL
@@ -332,6 +334,17 @@ class App:
             if not proto.resume():
                 self._answered = True
             return
+        if self._line >= 0:                # a line fed in the last poll: parse it now
+            if locked and not flatreq.MACHINE_CODE:
+                self.unlocked_answers += 1
+                self._unlock()             # the bytecode scan makes heap ints (flatreq.py)
+                try:
+                    self._parse()
+                finally:
+                    self._lock()
+            else:
+                self._parse()
+            return
         if self._req:                      # parsed in the last poll: answer it now
             self._req = False
             if locked and not self.commands.is_quick(proto.cmd):
@@ -364,15 +377,7 @@ class App:
             self._rpos = 0
             self._rend = n
         lines = self.proto.lines
-        if locked and not flatreq.MACHINE_CODE:
-            self.unlocked_answers += 1
-            self._unlock()                 # the bytecode scan makes heap ints (flatreq.py)
-            try:
-                self._feed()
-            finally:
-                self._lock()
-        else:
-            self._feed()
+        self._feed()                       # a copy: it allocates nothing (parsed next poll)
         self._answered = self.proto.lines != lines
 
     def _feed(self):
@@ -382,6 +387,19 @@ class App:
         except MemoryError:                # the collector is off: a session runs
             self._rpos = self._rend        # what was read of that line is dropped
             self.proto.busy()
+
+    def _parse(self):
+        """The envelope checks of the line fed in the last poll (Protocol.parse): a
+        request then waits for its answer, a refusal is answered now."""
+        n = self._line
+        self._line = -1
+        lines = self.proto.lines
+        try:
+            self._req = self.proto.parse(n)
+        except MemoryError:                # the collector is off: a session runs
+            self._req = False
+            self.proto.busy()
+        self._answered = self.proto.lines != lines
 
     def _answer(self):
         try:
@@ -404,9 +422,10 @@ class App:
         return not self._flash_stalls or not self.ctrl.hal.enabled
 
     def _parse_line(self, n):
-        """The protocol's line handler in the loop: parse now, answer in the next poll
+        """The protocol's line handler in the loop: the line (its first n bytes in the
+        protocol's buffer) is parsed in the next poll and answered in the one after
         (nothing is fed in between: a flat request is read from the line buffer)."""
-        self._req = self.proto.parse(n)
+        self._line = n
 
     def _set_active(self, active):
         """A session began or ended: the checkpoint file opened (once a boot: it stays

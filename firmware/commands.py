@@ -106,8 +106,9 @@ _IDENTIFY_KEYS = ("fw", "proto", "board", "uid", "python", "line_max", "service"
 class Commands:
     def __init__(self, app):
         self.app = app
-        self._status = FieldReply(STATUS_KEYS, STATUS_NAMES)
+        self._status = FieldReply(STATUS_KEYS, STATUS_NAMES, 3, self._status_more)
         self._time = SplitInt()
+        self._st = sm.IDLE           # the state the last status showed (_status_more)
         self._state = FieldReply(("state",), sm.NAMES)
         self._adjusted = FieldReply(("state", "target_ua"), sm.NAMES)
         self._tel = FieldReply(("on", "hz"), ())
@@ -215,31 +216,19 @@ class Commands:
         return self._identify
 
     def status(self, f):
-        app = self.app
-        ctrl = app.ctrl
+        """The `status` reply: the output's fields here, in one reading; the rest in
+        _status_more's three stages (the protocol runs them in the next polls, before it
+        writes a field: on an RP2040 each field filled takes ~25 µs)."""
+        ctrl = self.app.ctrl
         ses = ctrl.session
         st = ses.state
+        self._st = st
         on = ctrl.hal.enabled
         i = ctrl.i_ua
         v = ctrl.v_mv
         target = ses.target_ua
-        left = ses.remaining_ms()
-        prof = getattr(ses, "profile", None)      # none before the first start
-        mode = None
-        dose = None
-        if prof is not None:
-            mode = prof.mode
-            if mode == profiles.MODE_DOSE:
-                dose = prof.dose_uamin
-        store = app.store
-        now = app.clock.uptime_ms()
-        h = app.health
-        h.wanted = True             # the largest free block is searched between sessions
         d = self._status.fields     # filled in place: its keys exist (replyline.py)
         d["state"] = sm.NAMES[st]
-        d["profile"] = app.profile_name
-        d["mode"] = profiles.MODE_NAMES[mode] if mode is not None else None
-        d["target_ua"] = target
         d["sp_ua"] = ses.sp_ua if on else 0
         d["i_ua"] = i
         d["v_mv"] = v
@@ -248,39 +237,70 @@ class Commands:
         d["flow_pct"] = i * 100 // target if st == sm.TREAT and target else None
         d["density_pm"] = ses.density_pm if on else None
         d["limited"] = bool(on and ctrl.regulator.limited)
-        d["elapsed_s"] = ses.elapsed_ms // 1000
-        d["remaining_s"] = left // 1000 if left > 0 else 0
-        d["charge_uamin"] = ses.charge_uamin
-        d["dose_uamin"] = dose
-        d["pauses"] = ses.pauses
-        d["pause"] = sm.PAUSE_NAMES[ses.pause_cause] if st == sm.PAUSED else ""
-        d["end"] = _name(sm.END_NAMES, ses.end_reason)
-        d["fault"] = safety.NAMES[ctrl.safety.fault]
-        d["cal"] = app.cal_status
-        d["rx"] = store.rx.status
-        d["settings"] = store.settings.status
-        d["log_last"] = store.log.last
-        d["log_pending"] = len(app.recorder.pending)
+        self._status.restart()
+        return self._status
+
+    def _status_more(self, stage):
+        """status's fill stage 1 (the session's profile and progress), 2 (its pauses and
+        end, the stored records, the time) or 3 (the technician code, the loop's
+        health)."""
+        app = self.app
+        d = self._status.fields
+        if stage == 1:
+            ses = app.ctrl.session
+            left = ses.remaining_ms()
+            prof = getattr(ses, "profile", None)      # none before the first start
+            mode = None
+            dose = None
+            if prof is not None:
+                mode = prof.mode
+                if mode == profiles.MODE_DOSE:
+                    dose = prof.dose_uamin
+            d["profile"] = app.profile_name
+            d["mode"] = profiles.MODE_NAMES[mode] if mode is not None else None
+            d["target_ua"] = ses.target_ua
+            d["elapsed_s"] = ses.elapsed_ms // 1000
+            d["remaining_s"] = left // 1000 if left > 0 else 0
+            d["charge_uamin"] = ses.charge_uamin
+            d["dose_uamin"] = dose
+            return
         clock = app.clock
-        if clock.valid:
-            t = self._time                 # epoch seconds without a heap int (replyline)
-            t.hi = clock.epoch_hi
-            t.lo = clock.epoch_lo
-            d["time"] = t
-        else:
-            d["time"] = None
-        d["uptime_s"] = app.clock.uptime_s
+        if stage == 2:
+            ctrl = app.ctrl
+            ses = ctrl.session
+            store = app.store
+            d["pauses"] = ses.pauses
+            # the state the reply shows (status's own reading)
+            d["pause"] = sm.PAUSE_NAMES[ses.pause_cause] if self._st == sm.PAUSED else ""
+            d["end"] = _name(sm.END_NAMES, ses.end_reason)
+            d["fault"] = safety.NAMES[ctrl.safety.fault]
+            d["cal"] = app.cal_status
+            d["rx"] = store.rx.status
+            d["settings"] = store.settings.status
+            d["log_last"] = store.log.last
+            d["log_pending"] = len(app.recorder.pending)
+            if clock.valid:
+                t = self._time             # epoch seconds without a heap int (replyline)
+                t.hi = clock.epoch_hi
+                t.lo = clock.epoch_lo
+                d["time"] = t
+            else:
+                d["time"] = None
+            return
+        now = clock.uptime_ms()
+        h = app.health
+        h.wanted = True             # the largest free block is searched between sessions
+        d["uptime_s"] = clock.uptime_s
         d["tel_hz"] = app.tel_hz
         d["service"] = app.service
         d["code_default"] = app.auth.code_default
         d["locked_s"] = (app.auth.locked_ms(now) + 999) // 1000
         d["loop_worst_us"] = h.worst_us
         d["loop_late"] = h.late
-        d["overruns"] = ctrl.safety.overruns
+        d["overruns"] = app.ctrl.safety.overruns
         d["heap_free"] = h.free_now(app.session_active(), now)
         d["heap_largest"] = h.largest
         d["heap_largest_s"] = h.largest_ms // 1000 if h.largest_ms >= 0 else -1
-        return self._status
 
     def schedule(self, f):
         app = self.app
