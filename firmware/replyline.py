@@ -63,13 +63,17 @@ class SplitInt:
         return self.hi * 100000 + self.lo
 
 
+def _no_fill(stage):
+    """The fill of a reply without stages (never called: stages is 0)."""
+
+
 class FieldReply:
     ok = True
     steps = True          # may be written over several polls (begin, step)
 
     def __init__(self, keys, names, stages=0, fill=None):
         self._args = (keys, names, stages)
-        self._fill = fill
+        self._fill = fill or _no_fill   # a function of the stage (1..stages)
         self.stages = stages
         self._k = 0               # the fill stages run since restart()
         self.keys = keys
