@@ -30,18 +30,19 @@ RESERVE_BYTES = 48 * 1024
 RESERVE_SOURCE_BYTES = 36 * 1024
 
 
-def _reserve_size():
-    """RESERVE_BYTES where the firmware is precompiled (app.mpy), else RESERVE_SOURCE_BYTES."""
+def _precompiled():
+    """True where the firmware is flashed precompiled (app.mpy), False for source."""
     try:
         import os
         os.stat("app.mpy")
-        return RESERVE_BYTES
+        return True
     except (ImportError, AttributeError, OSError):
-        return RESERVE_SOURCE_BYTES
+        return False
 
 
+_PRECOMPILED = _precompiled()
 try:
-    _reserve = bytearray(_reserve_size())
+    _reserve = bytearray(RESERVE_BYTES if _PRECOMPILED else RESERVE_SOURCE_BYTES)
 except MemoryError:
     _reserve = None
 
@@ -210,15 +211,18 @@ def _wire():
     import time
 
     import board
-    import records
-    import storage
-    # the records first, the app's modules after: loaded after them, the log scan's
-    # temporary blocks found no 1.3 KB hole in 74 KB free (the emulated Pico, once
-    # commands.py grew), and the board booted without its reserved block (largest 7 KB)
-    store = records.Store(storage.Fs(), "data").load()
+    # Precompiled, the records first and the app's modules after: loaded after them, the
+    # log scan's temporary blocks found no 1.3 KB hole in 74 KB free (the emulated Pico,
+    # once commands.py grew), and the board booted without its reserve (largest 7 KB).
+    # From source the other way round: the compiler then found no 1.3 KB hole in 135 KB
+    # free beside the records, even without the reserve, and the board sat at its REPL.
+    store = _load_records() if _PRECOMPILED else None
     import ui
     from app import App
     from hostio import HostIO
+    if store is None:
+        store = _load_records()
+    import records
     cal = records.calibration_of(store.cal.data) if store.cal.data else Calibration()
     # No watchdog at boot: a started WDT cannot be stopped, and every mpremote call
     # interrupts this loop, so a board could not be flashed or checked. It is armed at
@@ -243,6 +247,13 @@ def _wire():
               flash_stalls=getattr(board, "FLASH_WRITE_STALLS", True))
     poll = loop_poll(app, ui_hw)
     return Board(ctrl, app, poll, ticks, sleep, io, health)
+
+
+def _load_records():
+    """The stored records (records.Store, loaded)."""
+    import records
+    import storage
+    return records.Store(storage.Fs(), "data").load()
 
 
 def main():
