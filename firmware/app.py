@@ -74,7 +74,7 @@ import storage
 from auth import Auth
 from calhold import CalSampler
 from calibration import Calibration
-from clock import Clock
+from clock import Clock, ms_add, ms_diff
 from commands import Commands
 from protocol import Protocol
 from health import LoopHealth
@@ -137,7 +137,7 @@ class App:
         # sessions a reset cut short (their last checkpoints) are logged first
         self.recorder.pending.extend(store.log.orphans)
         store.log.orphans = []
-        self.cal = CalSampler(ctrl, self.clock.uptime_ms)
+        self.cal = CalSampler(ctrl, self.clock)
         self.commands = Commands(self)
         self.proto = Protocol(self.commands.handle, write, names=self.commands.names(),
                               write_n=write_n)
@@ -154,9 +154,9 @@ class App:
         self.tel_sent = 0
         self.tel_dropped = 0
         self.log_errors = 0
-        self._log_retry = -1
+        self._log_retry = -1               # clock.ms of the log's next try (-1: now)
         self.checkpoint_errors = 0
-        self._void_retry = 0
+        self._void_retry = -1              # clock.ms of the void's next try (-1: now)
         self._rbuf = bytearray(READ_MAX)
         self._rpos = 0
         self._rend = 0
@@ -166,7 +166,7 @@ class App:
         self.proto.on_line = self._parse_line
         self.proto.fields_per_poll = FIELDS_PER_POLL
         self.collections = 0
-        self._gc_checked = -GC_CHECK_MS
+        self._gc_checked = -1              # clock.ms of the last check (-1: none yet)
         self._session_gc_off = session_gc_off
         # a session's poll runs with the heap locked (_may_lock): its frames then live on
         # the C stack (faster), and a request whose answer would allocate is refused
@@ -222,17 +222,17 @@ class App:
 
     def service_begin(self):
         self.service = True
-        self._service_seen = self.clock.uptime_ms()
+        self._service_seen = self.clock.ms
 
     def service_touch(self):
-        self._service_seen = self.clock.uptime_ms()
+        self._service_seen = self.clock.ms
 
     def service_end(self):
         self.service = False
 
     def set_telemetry(self, hz):
         self.tel_hz = hz
-        self._tel_next = self.clock.uptime_ms()
+        self._tel_next = self.clock.ms
 
     # ---- the poll -------------------------------------------------------------------------
     def poll(self):
@@ -301,7 +301,9 @@ class App:
             return False
         if rec.seq == 0:
             return self.ctrl.session.charge_uamin < RECORD_UAMIN
-        return not (0 <= rec.ck_due <= self.clock.uptime_ms() and self.may_write_flash())
+        if self._flash_stalls and self.ctrl.hal.enabled:
+            return True                    # not may_write_flash(): no checkpoint now
+        return rec.ck_due < 0 or ms_diff(self.clock.ms, rec.ck_due) < 0
 
     def _serve(self, clock, active, locked):
         """The poll's work (see the top) after the clock and the session's start or end;
@@ -311,17 +313,18 @@ class App:
         rec.observe(ctrl, clock)
         quiet = not ctrl.hal.enabled
         may_write = quiet or not self._flash_stalls     # may_write_flash(), without a call
-        if rec.void_seq and may_write and clock.uptime_ms() >= self._void_retry:
+        if rec.void_seq and may_write and \
+                (self._void_retry < 0 or ms_diff(clock.ms, self._void_retry) >= 0):
             self._checkpoint()
         elif rec.pending and not active and quiet:
             self._flush_log()
-        elif active and may_write and 0 <= rec.ck_due <= clock.uptime_ms():
+        elif active and may_write and rec.ck_due >= 0 and ms_diff(clock.ms, rec.ck_due) >= 0:
             self._checkpoint()
         if self.service:
             # a treatment ends service mode; a technician's calibration hold keeps it
             hold = active and ctrl.session.profile.mode == profiles.MODE_CAL
             if (active and not hold) or \
-                    clock.uptime_ms() - self._service_seen >= self.SERVICE_IDLE_MS:
+                    ms_diff(clock.ms, self._service_seen) >= self.SERVICE_IDLE_MS:
                 self.service = False
                 if hold:
                     ctrl.stop()         # the technician left: the hold ramps down
@@ -361,8 +364,9 @@ class App:
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
             gc = self._gc
-            now = clock.uptime_ms()
-            if gc is not None and not active and now - self._gc_checked >= GC_CHECK_MS:
+            now = clock.ms
+            if gc is not None and not active and \
+                    (self._gc_checked < 0 or ms_diff(now, self._gc_checked) >= GC_CHECK_MS):
                 self._gc_checked = now
                 if gc.mem_free() < GC_LOW:
                     gc.collect()
@@ -372,7 +376,7 @@ class App:
             n = 0 if self._reader is None else self._reader.readinto(self._rbuf)
             if not n:
                 if self.health.wanted and not active:
-                    self.health.probe_step(clock.uptime_ms())   # between sessions only
+                    self.health.probe_step(clock.uptime_s)   # between sessions only
                 return
             self._rpos = 0
             self._rend = n
@@ -460,14 +464,14 @@ class App:
             proto.fields_per_poll = FIELDS_PER_POLL
 
     def _flush_log(self):
-        now = self.clock.uptime_ms()
-        if self._log_retry >= 0 and now < self._log_retry:
+        now = self.clock.ms
+        if self._log_retry >= 0 and ms_diff(now, self._log_retry) < 0:
             return
         try:
             self.store.log.append(self.recorder.pending[0])
         except OSError:
             self.log_errors += 1
-            self._log_retry = now + _LOG_RETRY_MS
+            self._log_retry = ms_add(now, _LOG_RETRY_MS)
             return
         self.recorder.pending.pop(0)
         self._log_retry = -1
@@ -477,31 +481,32 @@ class App:
         a failure (storage, or no heap while the collector is off) is counted and retried
         a second later."""
         rec = self.recorder
-        now = self.clock.uptime_ms()
+        now = self.clock.ms
         try:
             if rec.void_seq:
                 self.store.log.void(rec.void_seq)
                 rec.void_seq = 0
+                self._void_retry = -1
                 return
             rec.checkpoint(self.ctrl)
         except (OSError, MemoryError):
             self.checkpoint_errors += 1
             if rec.void_seq:
-                self._void_retry = now + _LOG_RETRY_MS
+                self._void_retry = ms_add(now, _LOG_RETRY_MS)
             else:
-                rec.ck_due = now + _LOG_RETRY_MS
+                rec.ck_due = ms_add(now, _LOG_RETRY_MS)
             return
-        rec.ck_due = now + CHECKPOINT_MS
+        rec.ck_due = ms_add(now, CHECKPOINT_MS)
 
     def _telemetry(self):
         """Send the telemetry line if due; True when this poll did the work of one."""
-        now = self.clock.uptime_ms()
-        if now < self._tel_next:
+        now = self.clock.ms
+        if ms_diff(now, self._tel_next) < 0:
             return False
         period = 1000 // self.tel_hz
-        self._tel_next += period
-        if self._tel_next <= now:
-            self._tel_next = now + period     # no burst to catch up after a stall
+        nxt = ms_add(self._tel_next, period)
+        # no burst to catch up after a stall
+        self._tel_next = nxt if ms_diff(nxt, now) > 0 else ms_add(now, period)
         if self._writable is not None and not self._writable():
             self.tel_dropped += 1
             return False

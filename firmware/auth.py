@@ -9,13 +9,15 @@ No record (factory state): FACTORY_CODE is the code and `code_default` is true. 
 record: the same, but without free tries (every wrong code locks).
 
 Rate limit: FREE_TRIES wrong codes are free; after the n-th wrong code (n >= FREE_TRIES) every
-attempt is refused (E_LOCKED, even the right code) for LOCK_BASE_MS * 2**(n - FREE_TRIES),
-at most LOCK_MAX_MS. An attempt is counted on flash BEFORE the code is checked, so a power
+attempt is refused (E_LOCKED, even the right code) for LOCK_BASE_S * 2**(n - FREE_TRIES),
+at most LOCK_MAX_S. An attempt is counted on flash BEFORE the code is checked, so a power
 cut between the check and the write cannot give a free retry; after a reboot the lockout
 of the stored count starts again in full. Attempts refused while locked are not written.
 
 `check()` and `set_code()` take ~1 ms on an x86 host's MicroPython (hash + flash): callers
-refuse them while a session runs. Time is passed in (uptime ms); nothing here sleeps.
+refuse them while a session runs. Time is passed in as whole seconds of uptime (clock.py
+`uptime_s`: small for 34 years, where uptime ms outgrow a 32-bit board's small ints in 12
+days), so a lock may end up to a second before its nominal length; nothing here sleeps.
 """
 
 import hashlib
@@ -31,8 +33,8 @@ CODE_MIN = 6
 CODE_MAX = 16
 CODE_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 FREE_TRIES = 3
-LOCK_BASE_MS = 2000
-LOCK_MAX_MS = 900000          # 15 min
+LOCK_BASE_S = 2
+LOCK_MAX_S = 900              # 15 min
 FAILS_MAX = 0x3FFFFFFF
 _HEX = "0123456789abcdef"
 
@@ -53,15 +55,15 @@ def validate(obj):
     return d
 
 
-def lock_ms(fails):
-    """How long attempts are refused after the `fails`-th wrong code."""
+def lock_s(fails):
+    """How long (s) attempts are refused after the `fails`-th wrong code."""
     if fails < FREE_TRIES:
         return 0
     n = fails - FREE_TRIES
     if n >= 20:
-        return LOCK_MAX_MS
-    t = LOCK_BASE_MS << n
-    return t if t < LOCK_MAX_MS else LOCK_MAX_MS
+        return LOCK_MAX_S
+    t = LOCK_BASE_S << n
+    return t if t < LOCK_MAX_S else LOCK_MAX_S
 
 
 def digest(salt_hex, code):
@@ -95,8 +97,8 @@ def _same(a, b):
 
 
 class Auth:
-    def __init__(self, record, now_ms=0, uid=None, urandom=None, ticks=None):
-        """`record`: a loaded storage.Record (validate above). `now_ms`: uptime at boot: a
+    def __init__(self, record, now_s=0, uid=None, urandom=None, ticks=None):
+        """`record`: a loaded storage.Record (validate above). `now_s`: uptime at boot: a
         stored failure count locks from here. `urandom(n)`: random bytes (default
         os.urandom when the port has it). `ticks()`: any counter, for the fallback salt."""
         self.record = record
@@ -117,15 +119,16 @@ class Auth:
             self.fails = FREE_TRIES      # no free tries against a damaged record
         else:
             self.fails = 0
-        self.lock_until = now_ms + lock_ms(self.fails)
+        self.lock_until = now_s + lock_s(self.fails)     # uptime s
 
     @property
     def code_default(self):
         d = self.record.data
         return d is None or d["default"]
 
-    def locked_ms(self, now_ms):
-        left = self.lock_until - now_ms
+    def locked_s(self, now_s):
+        """Seconds left of the lock at uptime `now_s` (0: not locked)."""
+        left = self.lock_until - now_s
         return left if left > 0 else 0
 
     def _salt(self):
@@ -148,13 +151,13 @@ class Auth:
         except OSError as e:
             raise Reject("E_STORAGE", "storage write failed (%s): nothing changed" % e)
 
-    def check(self, code, now_ms):
+    def check(self, code, now_s):
         """True for the right code; raises Reject E_LOCKED (locked: nothing written),
         E_STORAGE (the attempt could not be counted: not checked), E_AUTH (wrong code:
         counted, maybe locking)."""
-        left = self.locked_ms(now_ms)
+        left = self.locked_s(now_s)
         if left:
-            raise Reject("E_LOCKED", "too many wrong codes: locked for %d s" % ((left + 999) // 1000))
+            raise Reject("E_LOCKED", "too many wrong codes: locked for %d s" % left)
         d = self.record.data
         if d is None:       # factory state (or a corrupt record): the factory code
             salt = self._salt()
@@ -172,13 +175,13 @@ class Auth:
                 self.fails = 0
             except OSError:
                 pass                 # right code; the count is reset at the next save
-            self.lock_until = now_ms
+            self.lock_until = now_s
             return True
-        self.lock_until = now_ms + lock_ms(self.fails)
-        left = lock_ms(self.fails)
+        left = lock_s(self.fails)
+        self.lock_until = now_s + left
         if left:
             raise Reject("E_AUTH", "wrong code (%d wrong): locked for %d s" % (
-                self.fails, left // 1000))
+                self.fails, left))
         raise Reject("E_AUTH", "wrong code (%d wrong; %d more before a lockout)" % (
             self.fails, FREE_TRIES - self.fails))
 

@@ -12,16 +12,17 @@ from micropython import const
 
 import profiles
 import session as sm
+from clock import ms_diff
 
 SETTLE_MS = const(300)      # the source, the load and the sense filter settle first
 N_MAX = const(4096)
 
 
 class CalSampler:
-    def __init__(self, ctrl, uptime_ms):
-        """`uptime_ms()`: the app clock's milliseconds."""
+    def __init__(self, ctrl, clock):
+        """`clock`: the app's clock.Clock (its wrapping `ms`)."""
         self._ctrl = ctrl
-        self._ms = uptime_ms
+        self._clock = clock
         self.restart()
 
     def restart(self):
@@ -42,11 +43,11 @@ class CalSampler:
             if self._since >= 0 or self.n:
                 self.restart()
             return
-        now = self._ms()
+        now = self._clock.ms
         if self._since < 0:
             self._since = now
             return
-        if now - self._since < SETTLE_MS or self.n >= N_MAX:
+        if ms_diff(now, self._since) < SETTLE_MS or self.n >= N_MAX:
             return
         hal = self._ctrl.hal
         self.i_sum += hal.read_current_code()

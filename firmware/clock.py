@@ -5,8 +5,12 @@ unknown until the host sends `time_set`; from then on it runs from the loop cloc
 `update()` is called from main's poll (never from the step): it folds the elapsed
 `ticks_us` into whole milliseconds and seconds with `ticks_diff`, so the 2**30 wrap of
 the board clock does no harm as long as polls come less than ~9 minutes apart.
-`ms` is the same uptime as a millisecond count that wraps at 2**29 (compare with
-`ms_diff`): a small int forever, for pollers that must not allocate (the front panel).
+`ms` is the same uptime as a millisecond count that wraps at 2**29 (6.2 days; compare
+with `ms_diff`, advance with `ms_add`): a small int forever. Every deadline of the poll
+is kept in it: a heap-locked poll (a session's) must not allocate, and an uptime in ms
+outgrows a 32-bit board's small ints (2**30) after 12.4 days, which used to fault every
+session of a board left on that long (MemoryError in the poll: measured on the
+emulated RP2040). `uptime_s` is small for 34 years.
 
 Who may set it: `refusal()` (docs/protocol.md, time_set).
 """
@@ -41,6 +45,11 @@ _SPLIT = const(100000)           # epoch_lo's range: 5 decimal digits
 def ms_diff(a, b):
     """a - b for wrapping `ms` counts (|a - b| < 2**28 ms, 3 days)."""
     return ((a - b + _MS_HALF) & _MS_MASK) - _MS_HALF
+
+
+def ms_add(a, d):
+    """The wrapping `ms` count `d` ms after `a` (0 <= d < 2**28)."""
+    return (a + d) & _MS_MASK
 
 
 class Clock:
@@ -82,9 +91,6 @@ class Clock:
                 lo %= _SPLIT
             self.epoch_lo = lo
         self._ms = ms
-
-    def uptime_ms(self):
-        return self.uptime_s * 1000 + self._ms
 
     def set_epoch(self, epoch_s, anchor=True):
         """Set the wall-clock time; `anchor`: later sets are judged against this one."""

@@ -287,20 +287,20 @@ class Commands:
             else:
                 d["time"] = None
             return
-        now = clock.uptime_ms()
+        now = clock.uptime_s
         h = app.health
         h.wanted = True             # the largest free block is searched between sessions
         d["uptime_s"] = clock.uptime_s
         d["tel_hz"] = app.tel_hz
         d["service"] = app.service
         d["code_default"] = app.auth.code_default
-        d["locked_s"] = (app.auth.locked_ms(now) + 999) // 1000
+        d["locked_s"] = app.auth.locked_s(now)
         d["loop_worst_us"] = h.worst_us
         d["loop_late"] = h.late
         d["overruns"] = app.ctrl.safety.overruns
         d["heap_free"] = h.free_now(app.session_active(), now)
         d["heap_largest"] = h.largest
-        d["heap_largest_s"] = h.largest_ms // 1000 if h.largest_ms >= 0 else -1
+        d["heap_largest_s"] = h.largest_s
 
     def schedule(self, f):
         app = self.app

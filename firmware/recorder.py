@@ -17,7 +17,7 @@ Attempts, session numbers and checkpoints (issue 15): the comment below.
 # the attempts made since the last record (each delivered almost nothing).
 # Once the running session delivered treatment_log.RECORD_UAMIN (25 µA·min) it gets its
 # session number (`seq`, the log's reserve()) and a checkpoint is due at once (`ck_due`,
-# uptime ms), then every treatment_log.CHECKPOINT_MS; the app writes them from its poll
+# clock.ms), then every treatment_log.CHECKPOINT_MS; the app writes them from its poll
 # with `checkpoint(ctrl)`. A session on record that still ends below ATTEMPT_UAMIN is an
 # attempt: `void_seq` asks the app to void its checkpoints (treatment_log.void).
 
@@ -42,7 +42,7 @@ class Recorder:
         self.lost = 0            # records dropped because the queue was full
         self.attempts = 0        # attempts since the last record
         self.seq = 0             # the running session's number (0: none yet)
-        self.ck_due = -1         # uptime ms of the next checkpoint (-1: none due)
+        self.ck_due = -1         # clock.ms of the next checkpoint (-1: none due)
         self.checkpoints = 0     # checkpoints written
         self.void_seq = 0        # a session whose checkpoints must be voided (0: none)
         self._written = False    # a checkpoint of the running session was written
@@ -62,7 +62,7 @@ class Recorder:
         if self.seq == 0 and ses.charge_uamin >= RECORD_UAMIN and \
                 ses.profile.mode != profiles.MODE_CAL:
             self._number(ses)
-            self.ck_due = 0                  # on record from now: a checkpoint at once
+            self.ck_due = clock.ms           # on record from now: a checkpoint at once
         if st != TREAT:
             return
         i = ctrl.i_ua

@@ -116,7 +116,7 @@ class ServiceCommands:
             raise Reject("E_DENIED", "hold the service button at power-up")
         if app.service:
             raise Reject("E_STATE", "already in service mode")
-        app.auth.check(f["code"], app.clock.uptime_ms())   # E_LOCKED / E_STORAGE / E_AUTH
+        app.auth.check(f["code"], app.clock.uptime_s)   # E_LOCKED / E_STORAGE / E_AUTH
         app.service_begin()
         return {"service": True, "code_default": app.auth.code_default,
                 "timeout_s": app.SERVICE_IDLE_MS // 1000}

@@ -181,7 +181,8 @@ def test_checkpoints_are_written_from_the_poll_every_minute_at_most_apart():
     write = log.checkpoint
 
     def watched(*a):
-        times.append((rig.app.clock.uptime_ms(), rig.ctrl.session.charge_uamin))
+        c = rig.app.clock
+        times.append((c.uptime_s * 1000 + c._ms, rig.ctrl.session.charge_uamin))
         return write(*a)
     log.checkpoint = watched
     rig.ok("start", target_ua=15000, duration_s=300)

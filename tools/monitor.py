@@ -45,6 +45,7 @@ TIMER_RUNS = ("TREAT", "REVERSE")
 STATUS_EVERY_S = 1.0          # the slower fields
 TTY_REDRAW_S = 0.2            # at most 5 redraws a second on a terminal
 READ_SLICE_S = 0.1            # telemetry read window between checks
+TEL_MS_WRAP = 1 << 29         # the telemetry's `ms` wraps (firmware/clock.py)
 
 COLUMNS = ("host_time", "device_ms", "t_s", "state", "sp_ua", "i_ua", "v_mv", "limited",
            "fault", "peak_ua", "target_ua", "remaining_s", "charge_uamin")
@@ -54,6 +55,12 @@ COLUMNS = ("host_time", "device_ms", "t_s", "state", "sp_ua", "i_ua", "v_mv", "l
 
 def _ma(ua):
     return "-" if ua is None else "%.2f mA" % (ua / 1000.0)
+
+
+def _since_s(ms, t0_ms):
+    """Seconds from the telemetry `ms` t0_ms to `ms`: the device's count wraps every
+    2**29 ms (6.2 days; docs/protocol.md, telemetry)."""
+    return ((ms - t0_ms) % TEL_MS_WRAP) / 1000.0
 
 
 def _num(x):
@@ -94,7 +101,7 @@ class View:
         charge = _num(st.get("charge_uamin"))
         t = None
         if self.t0_ms is not None and _num(tel.get("ms")) is not None:
-            t = (tel["ms"] - self.t0_ms) / 1000.0
+            t = _since_s(tel["ms"], self.t0_ms)
         return {
             "t": "-" if t is None else "%.1f s" % t,
             "state": state,
@@ -237,7 +244,7 @@ def _elapsed(view, host_s):
     """Seconds watched in the time base of the `t` column: the device's clock once its
     telemetry has come (a virtual board runs time-compressed), else the host's."""
     if view.t0_ms is not None and _num(view.tel.get("ms")) is not None:
-        return (view.tel["ms"] - view.t0_ms) / 1000.0
+        return _since_s(view.tel["ms"], view.t0_ms)
     return host_s
 
 
@@ -282,7 +289,7 @@ def monitor(dev, ident, label, out, hz=10, duration=None, follow=False, record=N
                 view.tel = msg
                 st = view.status
                 rec.add({"host_time": _iso(wall()), "device_ms": msg["ms"],
-                         "t_s": (msg["ms"] - view.t0_ms) / 1000.0, "state": msg.get("state"),
+                         "t_s": _since_s(msg["ms"], view.t0_ms), "state": msg.get("state"),
                          "sp_ua": msg.get("sp_ua"), "i_ua": msg.get("i_ua"),
                          "v_mv": msg.get("v_mv"), "limited": msg.get("lim"),
                          "fault": msg.get("fault"), "peak_ua": msg.get("peak_ua"),

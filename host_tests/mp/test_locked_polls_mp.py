@@ -141,3 +141,35 @@ def test_an_id_past_the_small_ints_is_answered_heap_locked():
         assert rig.ctrl.session.state == sm.TREAT
     finally:
         _end(rig)
+
+
+def test_a_board_up_for_13_days_runs_a_session_heap_locked():
+    """The poll's deadlines (telemetry, checkpoints, service mode) and `status` keep time
+    in clock.ms, which wraps at 2**29, and in uptime seconds: an uptime in ms passes 2**30
+    after 12.4 days, a heap int on a 32-bit port (the WebAssembly one here). On the
+    emulated RP2040 such a board faulted (exception) at the first locked poll of every
+    session. Here the session treats, checkpoints, and answers status, none refused."""
+    line = b'{"id":7,"cmd":"status"}\n'
+    reader = _ChunkReader(line, 8)
+    rig = Rig(skin_ohm=1000.0, reader=reader, lock_polls=True)
+    rig.app.clock.uptime_s = 13 * 24 * 3600
+    rig.ok("start", profile="hands", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60), sm.NAMES[rig.ctrl.session.state]
+    rig.ok("telemetry", on=True, hz=10)
+    replies = _counting_sink(rig.app.proto)
+    try:
+        app = rig.app
+        proto = app.proto
+        lines0, locked0 = proto.lines, app.locked_polls
+        for _ in range(3):
+            reader.send()
+            rig.step(40)
+        assert rig.ctrl.session.state == sm.TREAT and rig.ctrl.safety.fault == 0, (
+            sm.NAMES[rig.ctrl.session.state], rig.ctrl.safety.fault)
+        assert proto.lines - lines0 == 3 and replies[0] >= 3, (proto.lines, replies)
+        assert proto.busy_lines == 0, proto.busy_lines
+        assert app.recorder.checkpoints >= 1 and app.checkpoint_errors == 0
+        if mptest.is_micropython():
+            assert app.locked_polls - locked0 >= 3 * 40 - 2, app.locked_polls
+    finally:
+        _end(rig)

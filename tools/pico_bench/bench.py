@@ -357,7 +357,7 @@ def _pct(h, n, q, bin_us, top):
 
 
 def _largest(hl, feed):
-    hl.largest_ms = -1
+    hl.largest_s = -1
     while hl.probe_step(0):
         feed()
     return hl.largest
