@@ -16,7 +16,7 @@ never hold the loop for long. Per call it does, in this order:
      output stream reports it is not writable); a poll that sent one does nothing more;
   5. input, one stage per poll (on an RP2040 each stage takes at most ~0.5 ms): a long
      reply being written goes on (its fill stages, one a poll, then FIELDS_PER_POLL
-     fields a poll, then the line is sent: `status` takes 14 polls); else a line fed in the last poll is
+     fields a poll, then the line is sent: `status` takes 18 polls); else a line fed in the last poll is
      parsed (a refusal is answered); else a parsed request is answered; else, right
      after an answer, nothing: that poll collects the garbage if the heap is getting
      low (MicroPython; asked at most every GC_CHECK_MS) and no session runs, so a
@@ -83,8 +83,8 @@ from telemetry import TelLine
 from treatment_log import CHECKPOINT_MS, RECORD_UAMIN
 
 READ_MAX = 8           # bytes read per poll: ~35 µs each on an RP2040 (hostio.py), so 0.3 ms
-FIELDS_PER_POLL = 4    # a long reply's fields written per poll (status: 36 in 9 polls,
-#                        each ~0.4 ms on an RP2040, after its two fill stages)
+FIELDS_PER_POLL = 3    # a long reply's fields written per poll (status: 36 in 12 polls,
+#                        each ~0.35 ms on an RP2040, after its four fill stages)
 GC_LOW = 24 * 1024     # collect in a quiet poll when less than this is free
 GC_CHECK_MS = 1000     # ...asked at most this often (gc.mem_free: ~8.6 ms on an RP2040)
 _LOG_RETRY_MS = 1000

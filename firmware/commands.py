@@ -106,9 +106,11 @@ _IDENTIFY_KEYS = ("fw", "proto", "board", "uid", "python", "line_max", "service"
 class Commands:
     def __init__(self, app):
         self.app = app
-        self._status = FieldReply(STATUS_KEYS, STATUS_NAMES, 3, self._status_more)
+        self._status = FieldReply(STATUS_KEYS, STATUS_NAMES, 4, self._status_more)
         self._time = SplitInt()
-        self._st = sm.IDLE           # the state the last status showed (_status_more)
+        # the output's reading the last status took: state, output on, i, v, setpoint,
+        # peak, density, limited, target (status(); _status_more writes its fields)
+        self._reading = [sm.IDLE, False, 0, 0, 0, 0, 0, False, 0]
         self._state = FieldReply(("state",), sm.NAMES)
         self._adjusted = FieldReply(("state", "target_ua"), sm.NAMES)
         self._tel = FieldReply(("on", "hz"), ())
@@ -216,37 +218,49 @@ class Commands:
         return self._identify
 
     def status(self, f):
-        """The `status` reply: the output's fields here, in one reading; the rest in
-        _status_more's three stages (the protocol runs them in the next polls, before it
-        writes a field: on an RP2040 each field filled takes ~25 µs)."""
+        """The `status` reply: the output's reading taken here, in one period; its fields
+        and the rest are filled in _status_more's four stages (the protocol runs them in
+        the next polls, before it writes a field: on an RP2040 each field filled takes
+        ~25 µs, a list item ~10 µs)."""
         ctrl = self.app.ctrl
         ses = ctrl.session
-        st = ses.state
-        self._st = st
-        on = ctrl.hal.enabled
-        i = ctrl.i_ua
-        v = ctrl.v_mv
-        target = ses.target_ua
-        d = self._status.fields     # filled in place: its keys exist (replyline.py)
-        d["state"] = sm.NAMES[st]
-        d["sp_ua"] = ses.sp_ua if on else 0
-        d["i_ua"] = i
-        d["v_mv"] = v
-        d["peak_ua"] = ctrl.peak_ua if on else 0
-        d["load_ohm"] = v * 1000 // i if on and i >= 500 else None
-        d["flow_pct"] = i * 100 // target if st == sm.TREAT and target else None
-        d["density_pm"] = ses.density_pm if on else None
-        d["limited"] = bool(on and ctrl.regulator.limited)
+        r = self._reading
+        r[0] = ses.state
+        r[1] = ctrl.hal.enabled
+        r[2] = ctrl.i_ua
+        r[3] = ctrl.v_mv
+        r[4] = ses.sp_ua
+        r[5] = ctrl.peak_ua
+        r[6] = ses.density_pm
+        r[7] = ctrl.regulator.limited
+        r[8] = ses.target_ua
         self._status.restart()
         return self._status
 
     def _status_more(self, stage):
-        """status's fill stage 1 (the session's profile and progress), 2 (its pauses and
-        end, the stored records, the time) or 3 (the technician code, the loop's
-        health)."""
+        """status's fill stage 1 (the output's reading), 2 (the session's profile and
+        progress), 3 (its pauses and end, the stored records, the time) or 4 (the
+        technician code, the loop's health)."""
         app = self.app
-        d = self._status.fields
+        d = self._status.fields     # filled in place: its keys exist (replyline.py)
         if stage == 1:
+            r = self._reading
+            st = r[0]
+            on = r[1]
+            i = r[2]
+            v = r[3]
+            target = r[8]
+            d["state"] = sm.NAMES[st]
+            d["sp_ua"] = r[4] if on else 0
+            d["i_ua"] = i
+            d["v_mv"] = v
+            d["peak_ua"] = r[5] if on else 0
+            d["load_ohm"] = v * 1000 // i if on and i >= 500 else None
+            d["flow_pct"] = i * 100 // target if st == sm.TREAT and target else None
+            d["density_pm"] = r[6] if on else None
+            d["limited"] = bool(on and r[7])
+            return
+        if stage == 2:
             ses = app.ctrl.session
             left = ses.remaining_ms()
             prof = getattr(ses, "profile", None)      # none before the first start
@@ -258,20 +272,21 @@ class Commands:
                     dose = prof.dose_uamin
             d["profile"] = app.profile_name
             d["mode"] = profiles.MODE_NAMES[mode] if mode is not None else None
-            d["target_ua"] = ses.target_ua
+            d["target_ua"] = self._reading[8]       # the target flow_pct was judged on
             d["elapsed_s"] = ses.elapsed_ms // 1000
             d["remaining_s"] = left // 1000 if left > 0 else 0
             d["charge_uamin"] = ses.charge_uamin
             d["dose_uamin"] = dose
             return
         clock = app.clock
-        if stage == 2:
+        if stage == 3:
             ctrl = app.ctrl
             ses = ctrl.session
             store = app.store
             d["pauses"] = ses.pauses
             # the state the reply shows (status's own reading)
-            d["pause"] = sm.PAUSE_NAMES[ses.pause_cause] if self._st == sm.PAUSED else ""
+            d["pause"] = sm.PAUSE_NAMES[ses.pause_cause] if self._reading[0] == sm.PAUSED \
+                else ""
             d["end"] = _name(sm.END_NAMES, ses.end_reason)
             d["fault"] = safety.NAMES[ctrl.safety.fault]
             d["cal"] = app.cal_status

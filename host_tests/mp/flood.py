@@ -12,8 +12,8 @@ PATTERN = (b'{"id":1,"cmd":"status"}\n' + b'{"id":2,"cmd":"start","target_ua":90
            b'{"id":4,"cmd":"log_read"}\n' + b'{"cmd":"telemetry","on":true,"hz":50}\n')
 # the least a flood must get answered: a line every 24 polls. Its 7 lines, 474 bytes, read
 # at app.READ_MAX = 8 bytes a poll take 60 polls; each line's parse, answer and tidy-up
-# poll one more, each of a long reply's fill stages and 4-field steps one more (status:
-# 14), and from its last line on telemetry at 50 Hz takes every fourth poll: ~120 polls a
+# poll one more, each of a long reply's fill stages and 3-field steps one more (status:
+# 18), and from its last line on telemetry at 50 Hz takes every fourth poll: ~120 polls a
 # cycle (measured: a line every 19 polls)
 POLLS_PER_LINE_MAX = 24
 
