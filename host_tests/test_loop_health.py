@@ -87,29 +87,45 @@ def test_hostio_reads_what_waits_and_never_blocks():
     os.close(r2)
 
 
-def test_build_frees_the_reserve_and_wires_again_when_the_heap_is_cut_up(monkeypatch):
-    """On the emulated Pico the records' load once found no 2.4 KB block beside the
-    import-time reserve (MemoryError at boot: the board sat at its REPL). build() then
-    frees the reserve, collects and builds the graph again; a second failure is raised."""
+def test_build_frees_the_spare_then_the_reserve_when_the_heap_is_cut_up(monkeypatch):
+    """On the emulated Pico loading hostio.mpy once found no 1,280-byte block in 77 KB
+    free beside the import-time reserve. build() then frees the spare block right after
+    the reserve and builds the graph again (the reserve kept: a largest block of 48 KB,
+    not 5 KB); failing that, frees the reserve too; a third failure is raised."""
     calls = []
 
-    def wire():
-        calls.append(main._reserve is not None)
-        if len(calls) == 1:
-            raise MemoryError("memory allocation failed, allocating 2401 bytes")
-        return "graph"
-    monkeypatch.setattr(main, "_wire", wire)
+    def wire_failing(n):
+        def wire():
+            calls.append((main._reserve is not None, main._spare is not None))
+            if len(calls) <= n:
+                raise MemoryError("memory allocation failed, allocating 1280 bytes")
+            return "graph"
+        return wire
+    for fails, seen in ((0, [(True, True)]),
+                        (1, [(True, True), (True, False)]),
+                        (2, [(True, True), (True, False), (False, False)])):
+        del calls[:]
+        monkeypatch.setattr(main, "_wire", wire_failing(fails))
+        monkeypatch.setattr(main, "_reserve", bytearray(16))
+        monkeypatch.setattr(main, "_spare", bytearray(8))
+        assert main.build() == "graph"
+        assert calls == seen and main.build_tries == fails + 1, (fails, calls)
+        assert main._reserve is None and main._spare is None
+
+    del calls[:]
+    monkeypatch.setattr(main, "_wire", wire_failing(1))
     monkeypatch.setattr(main, "_reserve", bytearray(16))
-    assert main.build() == "graph"
-    assert calls == [True, False] and main._reserve is None
+    monkeypatch.setattr(main, "_spare", None)        # a source flash has no spare
+    assert main.build() == "graph" and calls == [(True, False), (False, False)]
 
     def never():
         raise MemoryError("still no room")
     monkeypatch.setattr(main, "_wire", never)
     monkeypatch.setattr(main, "_reserve", bytearray(16))
+    monkeypatch.setattr(main, "_spare", bytearray(8))
     try:
         main.build()
     except MemoryError as e:
         assert "still no room" in str(e)
     else:
-        raise AssertionError("a second MemoryError must reach the caller")
+        raise AssertionError("the last MemoryError must reach the caller")

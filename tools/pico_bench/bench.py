@@ -215,10 +215,11 @@ import main  # noqa: E402 - takes main.RESERVE_BYTES at its import, as at a boot
 # The firmware's import-time reserve, less what this script holds: the firmware's graph
 # is then built in the heap a real boot leaves it (with the full reserve beside the
 # script, the imports no longer fit: MemoryError in main.build()).
-main._reserve = None
+main._reserve = main._spare = None
 gc.collect()
 RESERVE = max(0, main.RESERVE_BYTES - OWN)
 main._reserve = bytearray(RESERVE)
+main._spare = bytearray(main.SPARE_BYTES) if main._PRECOMPILED else None
 
 import profiles  # noqa: E402
 import safety  # noqa: E402
@@ -394,7 +395,7 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
         "locked": sum(st.locked), "event_polls": sum(st.events), "alloc_error": alloc_error,
         "busy_lines": app.proto.busy_lines,
         "alloc_bytes": alloc, "tel_sent": app.tel_sent,
-        "bench_own": OWN, "reserve": RESERVE, "start_us_max": START_US[0],
+        "bench_own": OWN, "reserve": RESERVE, "build_tries": main.build_tries, "start_us_max": START_US[0],
         "faults": FAULTS,
         "lines": app.proto.lines, "internal": app.proto.internal,
         "heap_free": gc.mem_free(), "heap_largest": largest,
