@@ -13,11 +13,13 @@ from protorig import Rig
 from test_flat_requests_mp import _ChunkReader, _counting_sink
 
 
-def _locked_session(reader, profile):
+def _locked_session(reader, profile, uptime_s=0):
     """A rig whose app runs a session's polls heap-locked as a board's does (lock_polls; the
     collector stays on: the plant model allocates), in TREAT with `profile`, telemetry at
-    10 Hz, its output counted (nothing kept: a kept line would allocate)."""
+    10 Hz, its output counted (nothing kept: a kept line would allocate); its clock
+    starts at `uptime_s`."""
     rig = Rig(skin_ohm=1000.0, reader=reader, lock_polls=True)
+    rig.app.clock.uptime_s = uptime_s
     rig.ok("time_set", epoch=1796049305)
     target, duration = 10000, 300
     if profile == "drug":          # 40,000 µA·min left: x 60,000 is above 2**30
@@ -41,27 +43,35 @@ def test_a_locked_session_answers_every_status_in_every_mode():
     answered in DC, pulsed and dose mode, none refused E_BUSY. On the emulated RP2040 the
     dose's time left was a large int: 18 % of the statuses were refused (and on a
     real boot, unlocked, each drained the heap the collector could not reclaim)."""
-    line = b'{"id":7,"cmd":"status"}\n'
     for profile in ("hands", "underarm", "drug"):
-        reader = _ChunkReader(line, 8)
-        rig, replies = _locked_session(reader, profile)
-        try:
-            app = rig.app
-            proto = app.proto
-            lines0, locked0 = proto.lines, app.locked_polls
-            for _ in range(3):
-                reader.send()
-                rig.step(40)
-            assert rig.ctrl.session.state == sm.TREAT, (profile, sm.NAMES[rig.ctrl.session.state])
-            assert proto.lines - lines0 == 3 and replies[0] >= 3, (profile, proto.lines, replies)
-            assert proto.busy_lines == 0 and proto.rejected == 0 and proto.write_errors == 0, (
-                profile, proto.busy_lines, proto.rejected, proto.write_errors)
-            if mptest.is_micropython():
-                assert app.locked_polls - locked0 >= 3 * 40 - 2, (profile, app.locked_polls)
-            else:
-                assert app.locked_polls == 0          # no heap lock: the poll as before
-        finally:
-            _end(rig)
+        _three_statuses(profile)
+
+
+def _three_statuses(profile, uptime_s=0):
+    """Three `status` lines sent to a locked session (_locked_session) in TREAT, 40 polls
+    apart: each answered, none refused, the session still treating, unfaulted."""
+    reader = _ChunkReader(b'{"id":7,"cmd":"status"}\n', 8)
+    rig, replies = _locked_session(reader, profile, uptime_s)
+    try:
+        app = rig.app
+        proto = app.proto
+        lines0, locked0 = proto.lines, app.locked_polls
+        for _ in range(3):
+            reader.send()
+            rig.step(40)
+        ses = rig.ctrl.session
+        assert ses.state == sm.TREAT and rig.ctrl.safety.fault == 0, (
+            profile, sm.NAMES[ses.state], rig.ctrl.safety.fault)
+        assert proto.lines - lines0 == 3 and replies[0] >= 3, (profile, proto.lines, replies)
+        assert proto.busy_lines == 0 and proto.rejected == 0 and proto.write_errors == 0, (
+            profile, proto.busy_lines, proto.rejected, proto.write_errors)
+        if mptest.is_micropython():
+            assert app.locked_polls - locked0 >= 3 * 40 - 2, (profile, app.locked_polls)
+        else:
+            assert app.locked_polls == 0          # no heap lock: the poll as before
+        return app
+    finally:
+        _end(rig)
 
 
 def test_a_locked_session_answers_the_other_commands_unlocked():
@@ -149,27 +159,5 @@ def test_a_board_up_for_13_days_runs_a_session_heap_locked():
     after 12.4 days, a heap int on a 32-bit port (the WebAssembly one here). On the
     emulated RP2040 such a board faulted (exception) at the first locked poll of every
     session. Here the session treats, checkpoints, and answers status, none refused."""
-    line = b'{"id":7,"cmd":"status"}\n'
-    reader = _ChunkReader(line, 8)
-    rig = Rig(skin_ohm=1000.0, reader=reader, lock_polls=True)
-    rig.app.clock.uptime_s = 13 * 24 * 3600
-    rig.ok("start", profile="hands", target_ua=10000, duration_s=300)
-    assert rig.until(sm.TREAT, 60), sm.NAMES[rig.ctrl.session.state]
-    rig.ok("telemetry", on=True, hz=10)
-    replies = _counting_sink(rig.app.proto)
-    try:
-        app = rig.app
-        proto = app.proto
-        lines0, locked0 = proto.lines, app.locked_polls
-        for _ in range(3):
-            reader.send()
-            rig.step(40)
-        assert rig.ctrl.session.state == sm.TREAT and rig.ctrl.safety.fault == 0, (
-            sm.NAMES[rig.ctrl.session.state], rig.ctrl.safety.fault)
-        assert proto.lines - lines0 == 3 and replies[0] >= 3, (proto.lines, replies)
-        assert proto.busy_lines == 0, proto.busy_lines
-        assert app.recorder.checkpoints >= 1 and app.checkpoint_errors == 0
-        if mptest.is_micropython():
-            assert app.locked_polls - locked0 >= 3 * 40 - 2, app.locked_polls
-    finally:
-        _end(rig)
+    app = _three_statuses("hands", uptime_s=13 * 24 * 3600)
+    assert app.recorder.checkpoints >= 1 and app.checkpoint_errors == 0
