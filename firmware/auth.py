@@ -17,7 +17,7 @@ of the stored count starts again in full. Attempts refused while locked are not 
 `check()` and `set_code()` take ~1 ms on an x86 host's MicroPython (hash + flash): callers
 refuse them while a session runs. Time is passed in as whole seconds of uptime (clock.py
 `uptime_s`: small for 34 years, where uptime ms outgrow a 32-bit board's small ints in 12
-days), so a lock may end up to a second before its nominal length; nothing here sleeps.
+days); a lock is rounded up a second, never shorter than its length; nothing here sleeps.
 """
 
 import hashlib
@@ -119,7 +119,8 @@ class Auth:
             self.fails = FREE_TRIES      # no free tries against a damaged record
         else:
             self.fails = 0
-        self.lock_until = now_s + lock_s(self.fails)     # uptime s
+        left = lock_s(self.fails)
+        self.lock_until = now_s + left + 1 if left else now_s   # uptime s (see check)
 
     @property
     def code_default(self):
@@ -178,7 +179,8 @@ class Auth:
             self.lock_until = now_s
             return True
         left = lock_s(self.fails)
-        self.lock_until = now_s + left
+        # whole seconds: one more, so the lock never ends before its length
+        self.lock_until = now_s + left + 1 if left else now_s
         if left:
             raise Reject("E_AUTH", "wrong code (%d wrong): locked for %d s" % (
                 self.fails, left))

@@ -54,22 +54,27 @@ def test_wrong_codes_lock_out_even_the_right_one_and_survive_a_reboot():
         assert _code(rig, "service_enter", code="111111") == "E_AUTH"
         assert rig.ok("status")["locked_s"] == 0
     assert _code(rig, "service_enter", code="111111") == "E_AUTH"      # the third: 2 s lock
-    assert rig.ok("status")["locked_s"] == 2
+    # whole seconds of uptime, rounded up one: the lock never ends before its length
+    assert rig.ok("status")["locked_s"] == 3
     before = rig.fs.gen
     r = rig.ask("service_enter", code="246813")
-    assert r["error"]["code"] == "E_LOCKED" and "2 s" in r["error"]["msg"], r
+    assert r["error"]["code"] == "E_LOCKED" and "3 s" in r["error"]["msg"], r
     assert rig.fs.gen == before, "a refused attempt while locked writes nothing"
     rig.skip(2)
+    assert _code(rig, "service_enter", code="246813") == "E_LOCKED"    # not a moment early
+    rig.skip(1)
     assert _code(rig, "service_enter", code="111111") == "E_AUTH"      # 4 s now
-    rig.skip(3)
+    rig.skip(4)
     assert _code(rig, "service_enter", code="246813") == "E_LOCKED"
     rig.skip(1)
     assert rig.store.auth.data["fails"] == 4
     # a reboot restarts the lockout of the stored count in full
     boot = Rig(fs=rig.fs, service=False)
-    assert boot.ok("status")["locked_s"] == 4
+    assert boot.ok("status")["locked_s"] == 5
     assert _code(boot, "service_enter", code="246813") == "E_LOCKED"
     boot.skip(4)
+    assert _code(boot, "service_enter", code="246813") == "E_LOCKED"
+    boot.skip(1)
     assert boot.ok("service_enter", code="246813")["service"] is True
     assert boot.store.auth.data["fails"] == 0 and boot.app.auth.fails == 0
 
@@ -155,12 +160,14 @@ def test_corrupt_auth_record_gives_no_free_tries():
     bad = Rig(fs=fs, service=False)
     assert bad.store.auth.status == storage.CORRUPT
     assert bad.ok("identify")["code_default"] is True
-    assert bad.ok("status")["locked_s"] == 2              # locked from boot, as after 3 misses
+    assert bad.ok("status")["locked_s"] == 3              # locked from boot, as after 3 misses
     assert _code(bad, "service_enter", code=auth.FACTORY_CODE) == "E_LOCKED"
     bad.skip(2)
+    assert _code(bad, "service_enter", code=auth.FACTORY_CODE) == "E_LOCKED"
+    bad.skip(1)
     assert _code(bad, "service_enter", code="135792") == "E_AUTH"
-    assert bad.ok("status")["locked_s"] == 4              # the first miss already locks
-    bad.skip(4)
+    assert bad.ok("status")["locked_s"] == 5              # the first miss already locks
+    bad.skip(5)
     bad.ok("service_enter", code=auth.FACTORY_CODE)
 
 
