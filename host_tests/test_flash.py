@@ -394,3 +394,69 @@ def test_probe_tries_again_after_an_attempt_without_answer(monkeypatch):
     with pytest.raises(RemoteError):
         flash.probe("/dev/null", [], timeout=60.0)
     assert len(calls) == 1
+
+
+def test_a_board_reset_by_its_watchdog_as_the_flash_stops_its_loop_is_asked_again(monkeypatch):
+    """A treatment armed the board's watchdog (it cannot be stopped): the Ctrl-C that takes
+    the board over stops the loop that feeds it, and the board resets in the middle of the
+    first probe. Nothing is written then: the flash waits until the firmware answers and
+    asks once more, saying so. A second reset, or a port that does not answer as
+    MicroPython, is refused as before."""
+    from tools import flash
+    from tools.remote import RemoteError
+    resets = []
+
+    class Watch:
+        def __init__(self, port, vb):
+            self.what = None
+
+        def __call__(self):
+            return self.what
+
+        def settle(self, grace=0.0):
+            self.what = resets.pop(0) if resets else None
+            return self.what
+    calls = []
+
+    def fake_probe(port, names, timeout, resume=False, abort=None):
+        calls.append(timeout)
+        if len(calls) <= failures[0]:
+            raise RemoteError("could not enter raw repl")
+        return {"v": [1, 28, 0]}
+    waited = []
+    monkeypatch.setattr(flash, "ResetWatch", Watch)
+    monkeypatch.setattr(flash, "probe", fake_probe)
+    monkeypatch.setattr(flash, "_wait_firmware",
+                        lambda port, timeout: waited.append(timeout) or "the firmware answers")
+    said = []
+    failures = [1]
+    resets[:] = ["the board reset (rebooted: power-up)"]
+    info, watch = flash.probe_files("/dev/null", [], 80.0, None, said.append)
+    assert info == {"v": [1, 28, 0]} and watch.what is None
+    assert len(calls) == 2 and len(waited) == 1, (calls, waited)
+    assert "reset (rebooted: power-up) as the flash stopped its loop" in said[0], said
+    assert said[1] == "  the firmware answers"
+    del calls[:]
+    failures[0] = 2
+    resets[:] = ["the board reset (rebooted: power-up)"] * 2
+    with pytest.raises(flash.Refused, match="while it was asked for its files; run the flash "
+                                            "again"):
+        flash.probe_files("/dev/null", [], 80.0, None, said.append)
+    assert len(calls) == 2
+    del calls[:]
+    failures[0] = 1
+    with pytest.raises(flash.Refused, match="does not answer as a MicroPython board"):
+        flash.probe_files("/dev/null", [], 80.0, None, said.append)
+    assert len(calls) == 1
+    # the probe was quicker than the watchdog: it reports it running (an RP2040), and
+    # the tool waits for its reset before asking again
+    answers = [{"v": [1, 28, 0], "wdt": 1}, {"v": [1, 28, 0], "wdt": 0}]
+    monkeypatch.setattr(flash, "probe", lambda port, names, timeout, abort=None: answers.pop(0))
+    del said[:], waited[:]
+    resets[:] = ["the board reset (rebooted: power-up)"]
+    info, _ = flash.probe_files("/dev/null", [], 80.0, None, said.append, tool="check")
+    assert info["wdt"] == 0 and not answers and len(waited) == 1, (info, waited)
+    assert "watchdog runs (a treatment armed it) and the check stopped" in said[0], said
+    answers[:] = [{"v": [1, 28, 0], "wdt": 1}]
+    with pytest.raises(flash.Refused, match="did not reset within 10 s: power-cycle it"):
+        flash.probe_files("/dev/null", [], 80.0, None, said.append)

@@ -21,7 +21,7 @@ import sys
 import time
 
 from tools import manifest as mf
-from tools.flash import (PROBE_TIMEOUT, SESSION_ASK_S, Refused, parser, probe,
+from tools.flash import (PROBE_TIMEOUT, SESSION_ASK_S, Refused, parser, probe_files,
                          refuse_a_session)
 from tools.remote import RemoteError, exec_json, mpremote, mpremote_argv
 
@@ -136,11 +136,15 @@ def check(port=None, vboard_name="sim", timeout_scale=1.0, probe_timeout=PROBE_T
     except Refused as e:
         row("port", FAIL, str(e))
         return rows, EXIT_NO_BOARD
+    said = []
     try:
-        info = probe(port, [mf.MANIFEST_NAME], timeout=probe_timeout * timeout_scale)
-    except RemoteError as e:
-        row("port", FAIL, "%s does not answer as a MicroPython board: %s" % (port, e))
+        info, _ = probe_files(port, [mf.MANIFEST_NAME], probe_timeout * timeout_scale, vb,
+                              said.append, tool="check")
+    except Refused as e:
+        row("port", FAIL, str(e))
         return rows, EXIT_NO_BOARD
+    for s in said:          # the board's reset on the way (a treatment armed its watchdog)
+        row("watchdog", INFO, s.strip())
     version = mf.version_tuple(info["v"])
     vtext = ".".join(map(str, version))
     row("port", PASS, "%s%s: MicroPython %s, %s" % (

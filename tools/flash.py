@@ -15,6 +15,11 @@ copies every changed file with main.py last, and writes the manifest; (3) one ca
 re-reads the hashes to verify; (4) `mpremote reset` starts the new firmware. With nothing
 changed, (2) and (3) are skipped: no file is sent.
 
+Right after a treatment the board's watchdog runs (armed at a session's start, it cannot
+be stopped), and the Ctrl-C that takes the board over stops the loop that feeds it: the
+board resets 0.5 s later. The first probe expects that (probe_files): it waits for the
+reset and the firmware, then asks again; nothing is written before it.
+
 A board that resets under the flash (a power cut, a brown-out, a watchdog, someone
 pressing reset) is noticed within about a second and named: an emulated board by its
 power-up count, a real one by its port vanishing (USB re-enumerating) or, failing both,
@@ -51,8 +56,18 @@ BOOT_TIMEOUT = 20.0      # s for the firmware to answer after the final reset
 STALL_S = 10.0           # the copy: no progress for this long (+ the file at STALL_RATE) ...
 STALL_RATE = 2000.0      # ... B/s, times the board's TIMEOUT_SCALE: it stopped answering
 RESET_GRACE_S = 1.5      # after a failed call: how long a reset has to show
+WDT_RESET_S = 10.0       # a running watchdog resets the board within this (0.5 s on a Pico)
 PROBE = r"""
 import sys, json
+# an RP2040's watchdog running (WATCHDOG CTRL.ENABLE, bit 30: RP2040 datasheet 4.7.6):
+# a session armed it and the loop that fed it is stopped, so the board is about to reset
+_w = None
+if sys.platform == 'rp2':
+    try:
+        import machine
+        _w = (machine.mem32[0x40058000] >> 30) & 1
+    except Exception:
+        pass
 try:
     import hashlib, binascii
 except ImportError:
@@ -88,7 +103,7 @@ if _m:
         pass
 _r = {'v': list(sys.implementation.version[:3]), 'mpy': getattr(sys.implementation, '_mpy', 0),
       'platform': sys.platform, 'machine': getattr(sys.implementation, '_machine', ''),
-      'manifest': _m, 'files': {}}
+      'manifest': _m, 'files': {}, 'wdt': _w}
 for _n in _names:
     _r['files'][_n] = _h(_n)
 print('FLASHPROBE ' + json.dumps(_r))
@@ -199,6 +214,53 @@ def probe(port, names, timeout=PROBE_TIMEOUT, resume=False, abort=None):
         time.sleep(0.5)
 
 
+def probe_files(port, names, timeout, vb, say, tool="flash"):
+    """A tool's first step (flash, check): probe(), asked once more after a reset.
+
+    mpremote's Ctrl-C stops the firmware's loop, and with it the feeding of a watchdog
+    that a session armed since the boot (a started watchdog cannot be stopped): the
+    board resets WDT_TIMEOUT_MS later (boards/pico.py: 0.5 s), and `make flash` or
+    `make check` right after a treatment failed in the middle. Nothing is written
+    before the probe, and a board that has just booted runs no watchdog (main arms it
+    at a session's start): so when the probe is cut by a reset, or reports the watchdog
+    running (`wdt`, an RP2040), the tool waits for the reset and until the firmware
+    answers (`say` tells what happens) and asks once more. Returns (probe's answer, the
+    ResetWatch that watches the rest of the tool's work). Raises Refused: a second
+    reset, or no MicroPython."""
+    for attempt in (1, 2):
+        watch = ResetWatch(port, vb)
+        try:
+            info = probe(port, names, timeout=timeout, abort=watch)
+        except RemoteError as e:
+            if not (watch.what or watch.settle(0.5 if vb is not None else 0.0)):
+                raise Refused("port %s does not answer as a MicroPython board: %s" % (port, e))
+            if attempt == 2:
+                raise Refused("%s while it was asked for its files; run the %s again"
+                              % (watch.what, tool))
+            say("  %s as the %s stopped its loop (a watchdog a treatment armed): "
+                "asking again once it has booted" % (watch.what, tool))
+        else:
+            if not info.get("wdt") or attempt == 2:
+                return info, watch
+            say("  the board's watchdog runs (a treatment armed it) and the %s stopped the "
+                "loop that fed it: asking again once its reset is over" % tool)
+            if not watch.settle(min(timeout, WDT_RESET_S)):
+                raise Refused("the board's watchdog runs but it did not reset within %.0f s: "
+                              "power-cycle it, then run the %s again" % (
+                                  min(timeout, WDT_RESET_S), tool))
+        say("  " + _wait_booted(port, timeout))
+
+
+def _wait_booted(port, timeout):
+    """After a reset: the port back (a real USB board re-enumerates), then the firmware
+    answering (_wait_firmware), each within `timeout` s. Returns what to say."""
+    deadline = time.monotonic() + timeout
+    path = port if "://" not in port else None
+    while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _wait_firmware(port, max(deadline - time.monotonic(), 1.0))
+
+
 def _wait_firmware(port, timeout):
     """After the reset: wait until the firmware answers its protocol, so that the next
     tool does not talk to a board that is still compiling main.py (bytes that arrive then
@@ -291,14 +353,7 @@ def flash(port=None, board=None, mpy=False, reset=True, vboard_name="sim", out=N
         ask |= {twin(n) for n in names}
         ask |= {n[:-3] + ".mpy" for n in names}
         refuse_a_session(port, SESSION_ASK_S * timeout_scale)
-        watch = ResetWatch(port, vb)
-        try:
-            info = probe(port, ask, timeout=probe_timeout * timeout_scale, abort=watch)
-        except RemoteError as e:
-            if watch.what or watch.settle(0.5 if vb is not None else 0.0):
-                raise Refused("%s while it was asked for its files; run the flash again"
-                              % watch.what)
-            raise Refused("port %s does not answer as a MicroPython board: %s" % (port, e))
+        info, watch = probe_files(port, ask, probe_timeout * timeout_scale, vb, say)
         version = mf.version_tuple(info["v"])
         board_mpy = mf.mpy_version(info.get("mpy"))
         say("  board runs MicroPython %s (%s), .mpy %s" % (
