@@ -176,6 +176,7 @@ class App:
         self.locked_polls = 0              # polls run with the heap locked (the bench's),
         self.unlocked_answers = 0          # of which unlocked to read or answer a line
         self.locked = False                # this poll holds the heap locked
+        self._dirty = True                 # the heap was used unlocked since the GC check
         self.ui_poll = None                # ui_poll(now_ms) after every poll, in its lock
         if lock_polls:
             try:
@@ -250,12 +251,16 @@ class App:
 
     def _locked_poll(self):
         """The poll, called with the heap locked: unlocked again for what allocates by
-        design (a session's start or end, no session, _may_lock)."""
+        design (a session's start or end, _may_lock, _idle_may_lock)."""
         self.clock.update()
-        if self._active and self.session_active() and self._may_lock():
+        if self.session_active():
+            lock = self._active and self._may_lock()
+        else:
+            lock = not self._active and self._idle_may_lock()
+        if lock:
             self.locked_polls += 1
             self.locked = True
-            self._serve(self.clock, True, True)
+            self._serve(self.clock, self._active, True)
             ui = self.ui_poll
             if ui is not None:
                 ui(self.clock.ms)
@@ -268,7 +273,9 @@ class App:
             self._lock()
 
     def _open_poll(self):
-        """The poll with the heap unlocked: a session's start or end, or no session."""
+        """The poll with the heap unlocked: a session's start or end, what allocates by
+        design, or every poll where the heap cannot be locked."""
+        self._dirty = True
         clock = self.clock
         clock.update()
         active = self.session_active()
@@ -305,6 +312,18 @@ class App:
             return True                    # not may_write_flash(): no checkpoint now
         return rec.ck_due < 0 or ms_diff(self.clock.ms, rec.ck_due) < 0
 
+    def _idle_may_lock(self):
+        """A poll between sessions that has nothing to do that allocates by design: no
+        record to build or write, no void, no heap measurement due (health.py), no
+        garbage check due after work done unlocked, no technician in service mode.
+        Its line is then read in place if flat, and answered locked if quick here
+        (commands.IDLE_QUICK): on the emulated RP2040 a host's `status` twice a second
+        made an unlocked idle loop's p99 poll 38 ms (the collections of its garbage)."""
+        rec = self.recorder
+        return not (self.service or rec.running or rec.pending or rec.void_seq or
+                    self.health.due or
+                    (self._answered and self._dirty and not self.proto.writing()))
+
     def _serve(self, clock, active, locked):
         """The poll's work (see the top) after the clock and the session's start or end;
         `locked`: the heap is locked (a request that is not quick is answered unlocked)."""
@@ -334,24 +353,34 @@ class App:
             return                         # a poll that sent telemetry reads no request
         proto = self.proto
         if proto.writing():                # a long reply, written over several polls
-            if not proto.resume():
+            try:
+                more = proto.resume()
+            except MemoryError:            # locked, a reply that fell back to a dict
+                more = False
+                proto.busy()
+            if not more:
                 self._answered = True
             return
         if self._line >= 0:                # a line fed in the last poll: parse it now
             if locked and not flatreq.MACHINE_CODE:
                 self.unlocked_answers += 1
+                self._dirty = True
                 self._unlock()             # the bytecode scan makes heap ints (flatreq.py)
                 try:
                     self._parse()
                 finally:
                     self._lock()
+            elif locked and not active:
+                self._parse_idle()
             else:
                 self._parse()
             return
         if self._req:                      # parsed in the last poll: answer it now
             self._req = False
-            if locked and not self.commands.is_quick(proto.cmd):
+            if locked and not (self.commands.is_quick(proto.cmd) if active else
+                               self.commands.is_idle_quick(proto.cmd, proto.req)):
                 self.unlocked_answers += 1
+                self._dirty = True
                 self._unlock()             # a command that builds its reply the usual way
                 try:
                     self._answer()
@@ -363,26 +392,34 @@ class App:
             return
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
-            gc = self._gc
-            now = clock.ms
-            if gc is not None and not active and \
-                    (self._gc_checked < 0 or ms_diff(now, self._gc_checked) >= GC_CHECK_MS):
-                self._gc_checked = now
-                if gc.mem_free() < GC_LOW:
-                    gc.collect()
-                    self.collections += 1
+            if self._dirty and not active:
+                self._gc_check(clock.ms)
             return
         if self._rpos >= self._rend:
             n = 0 if self._reader is None else self._reader.readinto(self._rbuf)
             if not n:
-                if self.health.wanted and not active:
-                    self.health.probe_step(clock.uptime_s)   # between sessions only
+                if self.health.due and not active and not locked and not rec.pending:
+                    self.health.measure(clock.uptime_s)     # no session: see health.py
                 return
             self._rpos = 0
             self._rend = n
         lines = self.proto.lines
         self._feed()                       # a copy: it allocates nothing (parsed next poll)
         self._answered = self.proto.lines != lines
+
+    def _gc_check(self, now):
+        """After work done unlocked, between sessions: a collection if the heap is getting
+        low, asked at most every GC_CHECK_MS (gc.mem_free: ~8.6 ms on an RP2040)."""
+        gc = self._gc
+        if gc is None:
+            return
+        if self._gc_checked >= 0 and ms_diff(now, self._gc_checked) < GC_CHECK_MS:
+            return                         # still _dirty: the next answer asks again
+        self._gc_checked = now
+        self._dirty = False
+        if gc.mem_free() < GC_LOW:
+            gc.collect()
+            self.collections += 1
 
     def _feed(self):
         """At most one line of the read bytes to the protocol."""
@@ -404,6 +441,29 @@ class App:
             self._req = False
             self.proto.busy()
         self._answered = self.proto.lines != lines
+
+    def _parse_idle(self):
+        """_parse in a locked poll between sessions: a flat line is read in place; any
+        other with the heap unlocked (jsonstrict allocates)."""
+        n = self._line
+        self._line = -1
+        proto = self.proto
+        lines = proto.lines
+        req = proto.parse_flat(n)
+        if req is None:
+            self.unlocked_answers += 1
+            self._dirty = True
+            self._unlock()
+            try:
+                try:
+                    req = proto.parse_json(n)
+                except MemoryError:
+                    req = False
+                    proto.busy()
+            finally:
+                self._lock()
+        self._req = req
+        self._answered = proto.lines != lines
 
     def _answer(self):
         try:
@@ -436,6 +496,8 @@ class App:
         open), the collector off while it runs (see the top), Ctrl-C off (on_active)."""
         self._active = active
         self.proto.flat_only = active
+        if not active:
+            self.health.due = True         # the heap as the session left it (health.py)
         if active:
             try:
                 self.store.log.prepare()   # the checkpoint file open before gc goes off
@@ -475,6 +537,8 @@ class App:
             return
         self.recorder.pending.pop(0)
         self._log_retry = -1
+        if not self.recorder.pending and self.health.due:
+            self.health.measure(self.clock.uptime_s)   # with the write's late period
 
     def _checkpoint(self):
         """The running session's checkpoint, or the void of an attempt's (see the top);

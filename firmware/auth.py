@@ -66,6 +66,13 @@ def lock_s(fails):
     return t if t < LOCK_MAX_S else LOCK_MAX_S
 
 
+def _lock_end(fails, now_s):
+    """The uptime second (int) the lock after the `fails`-th wrong code ends, from uptime
+    `now_s`: whole seconds, so one more, and the lock never ends before its length."""
+    left = lock_s(fails)
+    return now_s + left + 1 if left else now_s
+
+
 def digest(salt_hex, code):
     """Hex of sha256 iterated ITERATIONS times over salt + code."""
     h = hashlib.sha256(unhexlify(salt_hex) + code.encode()).digest()
@@ -119,8 +126,7 @@ class Auth:
             self.fails = FREE_TRIES      # no free tries against a damaged record
         else:
             self.fails = 0
-        left = lock_s(self.fails)
-        self.lock_until = now_s + left + 1 if left else now_s   # uptime s (see check)
+        self.lock_until = _lock_end(self.fails, now_s)
 
     @property
     def code_default(self):
@@ -178,9 +184,8 @@ class Auth:
                 pass                 # right code; the count is reset at the next save
             self.lock_until = now_s
             return True
+        self.lock_until = _lock_end(self.fails, now_s)
         left = lock_s(self.fails)
-        # whole seconds: one more, so the lock never ends before its length
-        self.lock_until = now_s + left + 1 if left else now_s
         if left:
             raise Reject("E_AUTH", "wrong code (%d wrong): locked for %d s" % (
                 self.fails, left))

@@ -26,7 +26,6 @@ Any other command's flat request is made a dict and read the usual way.
 
 import sys
 
-import health
 import limits
 import profiles
 import records
@@ -99,6 +98,10 @@ STATUS_NAMES = (sm.NAMES + sm.END_NAMES + sm.PAUSE_NAMES + safety.NAMES + profil
 
 # answered from a flat request with nothing allocated (see the top)
 QUICK = ("status", "identify", "stop", "pause", "resume", "telemetry", "adjust")
+# ...and between sessions, where only these read-only ones are answered heap-locked
+# (app.py): the others may act (stop ends a DONE, telemetry sets the rate) on paths a
+# session never takes, so they are answered with the heap unlocked
+IDLE_QUICK = ("status", "identify")
 _IDENTIFY_KEYS = ("fw", "proto", "board", "uid", "python", "line_max", "service",
                   "code_default")
 
@@ -160,6 +163,11 @@ class Commands:
         """True for a command answered without allocating (QUICK: a flat request's
         reply is built in place): the app answers it with the heap locked in a session."""
         return cmd in self._quick
+
+    def is_idle_quick(self, cmd, req):
+        """True for a request answered without allocating between sessions: a flat
+        request (not a dict) of a command in IDLE_QUICK."""
+        return not isinstance(req, dict) and cmd in IDLE_QUICK
 
     def names(self):
         """Every command and field name (the protocol's table for flat requests)."""
@@ -303,8 +311,7 @@ class Commands:
                 d["time"] = None
             return
         now = clock.uptime_s
-        h = app.health
-        h.wanted = True             # the largest free block is searched between sessions
+        h = app.health               # the heap as last measured (health.py: never here)
         d["uptime_s"] = clock.uptime_s
         d["tel_hz"] = app.tel_hz
         d["service"] = app.service
@@ -313,7 +320,7 @@ class Commands:
         d["loop_worst_us"] = h.worst_us
         d["loop_late"] = h.late
         d["overruns"] = app.ctrl.safety.overruns
-        d["heap_free"] = h.free_now(app.session_active(), now)
+        d["heap_free"] = h.free
         d["heap_largest"] = h.largest
         d["heap_largest_s"] = h.largest_s
 

@@ -281,6 +281,7 @@ def _load_records():
 
 def main():
     b = build()
+    b.health.measure(0)       # the heap after the build, before the loop (health.py)
     try:
         run(b.ctrl, b.ticks_us, b.sleep_us, poll=b.poll, health=b.health)
     finally:

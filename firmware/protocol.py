@@ -142,6 +142,19 @@ class Protocol:
         fr = self.flat
         if fr.scan(self._buf, n):
             return self._parse_flat(fr)
+        return self.parse_json(n)
+
+    def parse_flat(self, n):
+        """parse() of a flat line only, allocating nothing: True or False as parse(), or
+        None when the line is not flat (nothing done: parse_json(n) reads it)."""
+        fr = self.flat
+        if fr.scan(self._buf, n):
+            return self._parse_flat(fr)
+        return None
+
+    def parse_json(self, n):
+        """parse() of a line that is not flat: jsonstrict (it allocates), or, while
+        `flat_only`, the constant FLAT_ONLY_LINE (nothing allocated)."""
         if self.flat_only:
             self._const(FLAT_ONLY_LINE)
             return False

@@ -42,7 +42,7 @@ def test_real_boot_drives_a_session_to_its_end_and_reads_the_heap_after_it(vboar
     end, after = r["end"], r["after"]
     assert end["state"] == "DONE" and end["end"] == "stopped" and end["elapsed_s"] >= 30, end
     assert r["treat"]["state"] == "TREAT" and r["treat"]["i_ua"] > 9000, r["treat"]
-    assert after["heap_largest_s"] > end["uptime_s"] and after["heap_largest"] > 0, after
+    assert after["heap_largest_s"] >= r["treat"]["uptime_s"] and after["heap_largest"] > 0, after
     assert r["statuses"] >= 3 and r["tel"] > 0, r
     ok = bench_pico.real_boot_table("t", r)
     out = capsys.readouterr().out

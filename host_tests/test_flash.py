@@ -416,6 +416,9 @@ def test_a_board_reset_by_its_watchdog_as_the_flash_stops_its_loop_is_asked_agai
         def settle(self, grace=0.0):
             self.what = resets.pop(0) if resets else None
             return self.what
+
+        def port_back(self, timeout):
+            return True
     calls = []
 
     def fake_probe(port, names, timeout, resume=False, abort=None):

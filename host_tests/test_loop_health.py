@@ -56,7 +56,36 @@ def test_status_carries_loop_health_and_heap():
     s = rig.ok("status")
     assert s["loop_late"] == 3 and s["loop_worst_us"] == 7400 and s["overruns"] == 2
     assert s["heap_free"] == -1 and s["heap_largest"] == -1 and s["heap_largest_s"] == -1
-    assert rig.app.health.wanted            # the next idle polls search the largest block
+
+
+def test_the_heap_is_measured_at_boot_and_after_a_sessions_record_never_by_a_request():
+    """health.measure (a collection and a search: ~30 ms on an RP2040) runs in a quiet
+    poll after boot and once a session's record is written, never for a `status`."""
+    rig = Rig(skin_ohm=1000.0)
+    h = rig.app.health
+    at = []
+
+    def measure(now_s):
+        at.append(rig.ctrl.session.state)
+        h.due = False
+    h.measure = measure
+    rig.step(3)
+    assert at == [sm.IDLE] and not h.due, at
+    for _ in range(3):
+        rig.ok("status")
+        rig.step(3)
+    assert at == [sm.IDLE], at
+    rig.ok("start", target_ua=10000, duration_s=300)
+    assert rig.until(sm.TREAT, 60)
+    rig.step(round(70e6 / rig.ctrl.period_us))      # 70 s: a treatment's record
+    rig.ok("stop")
+    assert rig.until(sm.DONE, 90)
+    # the session's end poll: its record written, then the heap measured
+    assert at == [sm.IDLE, sm.DONE] and not h.due and not rig.app.recorder.pending, at
+    assert rig.app.store.log.count == 1
+    rig.ok("status")
+    rig.step(3)
+    assert at == [sm.IDLE, sm.DONE], at
 
 
 def test_status_overruns_are_the_monitors():

@@ -55,7 +55,8 @@ GOAL_LARGEST = 32 * 1024
 # the output is off, and a session's start, its log record and a flood's requests are
 # let take longer than a period: the record's flash write stalls the CPU ~50-150 ms)
 CURRENT_STATES = ("RAMP_UP", "TREAT_DC", "TREAT_PULSED", "TREAT_DOSE", "REVERSE", "RAMP_DOWN")
-# no session runs: the app's polls run unlocked, the collector on (app.py `lock_polls`)
+# no session runs: polls with work that allocates (a record, the heap measured, a
+# request that is not quick) run unlocked, the collector on (app.py `_idle_may_lock`)
 OPEN_STATES = ("IDLE", "DONE", "FAULT")
 
 
@@ -160,8 +161,8 @@ def real_boot(port, vp, treat_s, target_ua=15000, tel_hz=10, status_every_s=0.5,
     the line protocol drives it as a host would: telemetry at `tel_hz`, `start` with
     `target_ua` (µA), `stop` after `treat_s` seconds of treatment (board time; ramps: the
     prescription's), `status` every `status_every_s` seconds of board time (telemetry's
-    clock) until the session is over, then `status` until the firmware has searched its largest free block again
-    (health.py: only between sessions, at most every 10 s). `vp`: an emulated board
+    clock) until the session is over, then `status` until the firmware has measured its
+    largest free block again (health.py: once the session's record is written). `vp`: an emulated board
     (hard_reset: the Pico's power cycle, the virtual board's restart), or None for a real
     board on `port` (machine.reset through mpremote).
     Returns {"before": status, "first": the first status after `start` (the baseline of
@@ -209,7 +210,9 @@ def real_boot(port, vp, treat_s, target_ua=15000, tel_hz=10, status_every_s=0.5,
                                    % (treat_s * 20 + 600, st))
             _wait_board_ms(dev, int(status_every_s * 1000), out)
         out["end"] = st
-        out["after"] = _largest_after(dev, st["uptime_s"], out)
+        # measured once the session's record is written: after its last status in a
+        # session (the end's own status may come after it, in the same second)
+        out["after"] = _largest_after(dev, out.get("treat", out["first"])["uptime_s"], out)
     finally:
         cli.close_quietly(dev)
     return out
@@ -233,13 +236,14 @@ def _wait_board_ms(dev, ms, out, timeout=60):
 
 
 def _largest_after(dev, uptime_s, out, timeout=600):
-    """The first status whose largest free block was measured after board uptime
-    `uptime_s` (s); each status asks the idle board to search it again."""
+    """The first status whose largest free block was measured at or after board uptime
+    `uptime_s` (s): the board measures it at boot and once a session's record is written
+    (health.py)."""
     deadline = time.monotonic() + timeout
     while True:
         st = dev.status()
         out["statuses"] += 1
-        if st["heap_largest_s"] > uptime_s and st["heap_largest"] >= 0:
+        if st["heap_largest_s"] >= uptime_s and st["heap_largest"] >= 0:
             return st
         if time.monotonic() > deadline:
             raise RuntimeError("the board measured no largest free block within %d s: %s"
@@ -313,7 +317,7 @@ def table(title, rows):
                       "%s / %s" % (_fmt(r.get("poll_p50")), _fmt(r.get("poll_p99"))),
                       str(s), "%s / %s" % (_fmt(r.get("period_p50")), _fmt(r.get("period_max"))),
                       _fmt(r.get("late")), _fmt(r.get("overruns")),
-                      _fmt(r.get("locked")) if locked else "-", "met" if ok else "MISSED"))
+                      _fmt(r.get("locked")), "met" if ok else "MISSED"))
     widths = [max(len(str(x[i])) for x in lines) for i in range(len(head))]
     for k, x in enumerate(lines):
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(x, widths)))

@@ -163,6 +163,16 @@ class ResetWatch:
                 self.at = time.monotonic()
         return self.what
 
+    def port_back(self, timeout):
+        """After a reset: wait up to `timeout` s for a port that vanished (a real USB
+        board re-enumerating) to be back; True when it is there."""
+        deadline = time.monotonic() + timeout
+        while self.path is not None and not os.path.exists(self.path):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def settle(self, grace=RESET_GRACE_S):
         """After a failed call: look again for up to `grace` s (the reset may show a
         moment after mpremote gave up)."""
@@ -248,17 +258,9 @@ def probe_files(port, names, timeout, vb, say, tool="flash"):
                 raise Refused("the board's watchdog runs but it did not reset within %.0f s: "
                               "power-cycle it, then run the %s again" % (
                                   min(timeout, WDT_RESET_S), tool))
-        say("  " + _wait_booted(port, timeout))
-
-
-def _wait_booted(port, timeout):
-    """After a reset: the port back (a real USB board re-enumerates), then the firmware
-    answering (_wait_firmware), each within `timeout` s. Returns what to say."""
-    deadline = time.monotonic() + timeout
-    path = port if "://" not in port else None
-    while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return _wait_firmware(port, max(deadline - time.monotonic(), 1.0))
+        deadline = time.monotonic() + timeout
+        watch.port_back(timeout)
+        say("  " + _wait_firmware(port, max(deadline - time.monotonic(), 1.0)))
 
 
 def _wait_firmware(port, timeout):

@@ -29,11 +29,13 @@ Settings (a dict `BENCH` defined in the board's globals before the run, all opti
     run (its traceback, and "alloc_error"). The bench counts per state the polls that
     ran locked throughout ("locked") and a session's polls the app ran unlocked by
     design ("event_polls": its start, its numbering and checkpoints, a line read or
-    answered the usual way); outside a session polls run unlocked (the collector is on).
+    answered the usual way); between sessions too, polls run locked unless they have
+    work that allocates (app._idle_may_lock: a record, the heap's measurement, a request
+    that is not quick there; the collector is on).
     soak_s   extra seconds of DC TREAT after it, for the heap figure (default 0; 180
              makes 5 minutes of treatment; treat_s + soak_s at most 320: 16-bit counts).
-    phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, DONE, TREAT in
-             pulsed and dose; default 5).
+    phase_s  seconds spent in each other waiting phase (IDLE, PAUSED, each DONE, TREAT
+             in pulsed and dose; default 5).
 Output: one JSON line per state reached, starting {"bench": STATE, ...}, then one
 {"bench": "summary", ...}; other lines on the port (telemetry, replies) never carry
 "bench". Per state: n (periods), tick_p50/p99 and poll_p50/p99 (µs, main.run's step and
@@ -47,8 +49,8 @@ from gc.mem_alloc before and
 after the run with the automatic collection off, so every byte shows; null when the
 app collected meanwhile; gc.mem_alloc takes ~9 ms on an RP2040, so it is never called
 between periods: called while current flows it would stretch a period into the
-monitor's overrun fault), heap_free, heap_largest (the heap as the run
-left it) and heap_largest_after_gc (health.LoopHealth's probe), bench_own (heap bytes the script's
+monitor's overrun fault), heap_free, heap_largest_after_gc (health.LoopHealth.measure:
+a collection, then the largest free block), bench_own (heap bytes the script's
 code and histograms hold, which a real boot does not) and reserve (main's import-time
 reserve as the bench took it: main.RESERVE_BYTES less bench_own) and start_us_max (the
 longest session start, made between two periods as the start command makes it in a poll:
@@ -294,6 +296,7 @@ def main_bench():
     if flood is not None:
         app._reader = flood
     app.set_telemetry(CFG["tel_hz"])
+    hl.measure(0)                   # as main.main does before its loop
     gc.collect()
     gc.disable()
     alloc0 = gc.mem_alloc()         # ~9 ms on an RP2040: only before and after the run
@@ -342,6 +345,7 @@ def sequence(ps, run_s, cmd, start, ses):
         run_s(ps, lambda: ses.state != sm.TREAT)
         cmd("stop")
         run_s(30, lambda: ses.state == sm.DONE)
+        run_s(ps)                  # the record written, the heap measured (health.py)
         cmd("reset")
     run_s(1)
 
@@ -355,13 +359,6 @@ def _pct(h, n, q, bin_us, top):
         if acc >= want:
             return (k + 1) * bin_us
     return top
-
-
-def _largest(hl, feed):
-    hl.largest_s = -1
-    while hl.probe_step(0):
-        feed()
-    return hl.largest
 
 
 def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
@@ -384,10 +381,8 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
             "late": st.late[c], "overruns": st.over[c], "locked": st.locked[c],
             "event_polls": st.events[c]}))
     feed()
-    largest = _largest(hl, feed)    # the heap as the loop left it (garbage and all)
-    gc.collect()
+    hl.measure(0)                      # ~30 ms: within the watchdog's 500 ms
     feed()
-    largest_gc = _largest(hl, feed)  # after a collection
     print(json.dumps({
         "bench": "summary", "cfg": CFG, "fault": safety.NAMES[saf.fault],
         "worst_period_us": hl.worst_us, "late": hl.late, "overruns": saf.overruns,
@@ -398,8 +393,7 @@ def report(st, hl, saf, ctrl, app, alloc, periods, alloc_error):
         "bench_own": OWN, "reserve": RESERVE, "build_tries": main.build_tries, "start_us_max": START_US[0],
         "faults": FAULTS,
         "lines": app.proto.lines, "internal": app.proto.internal,
-        "heap_free": gc.mem_free(), "heap_largest": largest,
-        "heap_largest_after_gc": largest_gc,
+        "heap_free": hl.free, "heap_largest_after_gc": hl.largest,
         "python": "%s %s" % (__import__("sys").implementation.name,
                              __import__("sys").version)}))
 
