@@ -19,7 +19,8 @@ never hold the loop for long. Per call it does, in this order:
      fields a poll, then the line is sent: `status` takes 18 polls); else a line fed in the last poll is
      parsed (a refusal is answered); else a parsed request is answered; else, right
      after an answer, nothing: that poll collects the garbage if the heap is getting
-     low (MicroPython; asked at most every GC_CHECK_MS) and no session runs, so a
+     low (MicroPython; asked at most every GC_CHECK_MS, only after work done with the
+     heap unlocked: `_dirty`) and no session runs, so a
      collection never adds to the cost of a line; else at most READ_MAX bytes are read
      from the host and fed up to the end of ONE line.
 So a flood of input costs at most one short read and one reply per four loop periods;
@@ -44,8 +45,13 @@ numbering, a checkpoint or void due, service mode) and, within a locked poll, a 
 read by the bytecode scanner (flatreq.MACHINE_CODE) or a command that is not quick
 (commands.QUICK: its reply is built the usual way). The emulated RP2040 found such a
 request: in dose mode `status` computed the time left as a heap int (charge.py).
-A board's UI (ui.py) is polled in the same lock (`ui_poll`, main.loop_poll); a button's
-command unlocks the heap for itself (release / relock).
+A board's UI (ui.py) is polled in the same lock (`ui_poll`, main.loop_poll), in every
+poll but one that parsed or answered a line (_serve); a button's command unlocks the heap
+for itself (release / relock).
+Between sessions the polls run heap-locked too, unless they have work that allocates by
+design (_idle_may_lock: a session's record, the heap's measurement, service mode, the
+garbage check after unlocked work): a flat `status` or `identify` is answered in place
+(commands.IDLE_QUICK), any other line is read and answered unlocked.
 Commands that write flash or drive the output are refused while a session runs.
 
 Flash writes stall the CPU on an RP2040 and an ESP32: the chip's program or erase runs
@@ -70,6 +76,7 @@ import profiles
 import records
 import safety
 import session as sm
+from session import DONE, FAULT, IDLE
 import storage
 from auth import Auth
 from calhold import CalSampler
@@ -252,18 +259,19 @@ class App:
     def _locked_poll(self):
         """The poll, called with the heap locked: unlocked again for what allocates by
         design (a session's start or end, _may_lock, _idle_may_lock)."""
-        self.clock.update()
-        if self.session_active():
+        clock = self.clock
+        clock.update()
+        st = self.ctrl.session.state       # session_active(), without its call
+        if st != IDLE and st != DONE and st != FAULT:
             lock = self._active and self._may_lock()
         else:
             lock = not self._active and self._idle_may_lock()
         if lock:
             self.locked_polls += 1
             self.locked = True
-            self._serve(self.clock, self._active, True)
             ui = self.ui_poll
-            if ui is not None:
-                ui(self.clock.ms)
+            if not self._serve(clock, self._active, True) and ui is not None:
+                ui(clock.ms)
             self.locked = False
             return
         self._unlock()
@@ -281,9 +289,8 @@ class App:
         active = self.session_active()
         if active != self._active:
             self._set_active(active)
-        self._serve(clock, active, False)
         ui = self.ui_poll
-        if ui is not None:
+        if not self._serve(clock, active, False) and ui is not None:
             ui(clock.ms)
 
     def release(self):
@@ -326,7 +333,11 @@ class App:
 
     def _serve(self, clock, active, locked):
         """The poll's work (see the top) after the clock and the session's start or end;
-        `locked`: the heap is locked (a request that is not quick is answered unlocked)."""
+        `locked`: the heap is locked (a request that is not quick is answered unlocked).
+        True when it parsed or answered a line: the poll's costliest work (on the
+        emulated RP2040 ~1.05 ms of a TREAT poll), so the UI waits for the next poll
+        (a button is seen at most 10 ms later: one line is parsed and answered in two
+        polls, and at most one is read every four)."""
         ctrl = self.ctrl
         rec = self.recorder
         rec.observe(ctrl, clock)
@@ -374,7 +385,7 @@ class App:
                 self._parse_idle()
             else:
                 self._parse()
-            return
+            return True
         if self._req:                      # parsed in the last poll: answer it now
             self._req = False
             if locked and not (self.commands.is_quick(proto.cmd) if active else
@@ -389,7 +400,7 @@ class App:
             else:
                 self._answer()
             self._answered = True
-            return
+            return True
         if self._answered:                 # the last poll answered a line: tidy up instead
             self._answered = False
             if self._dirty and not active:

@@ -283,6 +283,56 @@ def test_buttons_act_in_a_heap_locked_session():
         assert app.locked_polls == 0
 
 
+class _Flood:
+    """A host that floods the input with `status` lines, 8 bytes a read, nothing
+    allocated per read."""
+
+    def __init__(self):
+        self.line = b'{"id":1,"cmd":"status"}\n'
+        self.pos = 0
+
+    def readinto(self, buf):
+        line = self.line
+        end = len(line)
+        n = 0
+        while n < 8 and n < len(buf):
+            buf[n] = line[self.pos]
+            self.pos += 1
+            if self.pos == end:
+                self.pos = 0
+            n += 1
+        return n
+
+
+def test_the_stop_button_acts_at_once_while_a_host_floods_the_input():
+    """The app skips the UI in a poll that parses or answers a line (its costliest work):
+    with a host flooding the input with `status`, the stop button still stops a locked
+    session within the debounce and a few periods, and the host's lines are answered."""
+    d = Dev(in_app=True, lock_polls=True, reader=_Flood())
+    app = d.rig.app
+    proto = app.proto
+    count = [0]
+
+    def sink(data, n=0):        # consumed, nothing kept (a kept line would allocate)
+        count[0] += 1
+    proto.write = sink
+    proto.write_n = sink
+    d.treating()
+    lines = proto.lines
+    d.wait(300)
+    assert proto.lines - lines >= 2, proto.lines - lines
+    d.hw.btn_start.press()
+    t_press = d.ms()
+    for _ in range(30):
+        d.step()
+        if d.state() != sm.TREAT:
+            break
+    assert d.state() == sm.RAMP_DOWN and d.rig.ctrl.session.end_reason == sm.END_STOPPED
+    assert d.ms() - t_press <= ui.DEBOUNCE_MS + 4 * PERIOD_MS, d.ms() - t_press
+    assert proto.busy_lines == 0 and proto.write_errors == 0 and d.ui.internal == 0
+    d.hw.btn_start.release()
+
+
 def test_up_and_down_outside_a_session_beep_and_do_nothing():
     d = Dev()
     before = d.rig.snapshot()
