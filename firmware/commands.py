@@ -89,7 +89,7 @@ STATUS_KEYS = ("state", "profile", "mode", "target_ua", "sp_ua", "i_ua", "v_mv",
                "dose_uamin", "pauses", "pause", "end", "fault", "cal", "rx", "settings",
                "log_last", "log_pending", "time", "uptime_s", "tel_hz", "service",
                "code_default", "locked_s", "loop_worst_us", "loop_late", "overruns",
-               "heap_free", "heap_largest", "heap_largest_s")
+               "heap_free", "heap_largest", "heap_largest_s", "build_tries")
 # every string a status field can hold (an unknown one sends the reply the usual way)
 STATUS_NAMES = (sm.NAMES + sm.END_NAMES + sm.PAUSE_NAMES + safety.NAMES + profiles.NAMES +
                 profiles.MODE_NAMES + (storage.OK, storage.RECOVERED, storage.MISSING,
@@ -323,6 +323,7 @@ class Commands:
         d["heap_free"] = h.free
         d["heap_largest"] = h.largest
         d["heap_largest_s"] = h.largest_s
+        d["build_tries"] = h.build_tries
 
     def schedule(self, f):
         app = self.app

@@ -47,6 +47,10 @@ class LoopHealth:
         self.largest = -1        # bytes; -1 = not measured (yet, or GROWS)
         self.largest_s = -1      # uptime s of that measurement
         self.due = True          # a measurement is wanted (boot, a session's end)
+        # the builds main.build() took: 1, or 2-3 where the heap beside the import-time
+        # reserve was too cut up for the app (the board then boots with a smaller
+        # largest free block: main.build)
+        self.build_tries = 1
         self._gc = gc_module()
 
     def measure(self, now_s):

@@ -194,7 +194,8 @@ def build():
     the reserve is too cut up for the graph, the spare block (SPARE_BYTES) is freed and
     the graph built again; failing that, the reserve too: the board then boots with a
     smaller largest block (on the emulated Pico 5-7 KB), not at all is no option.
-    `build_tries` says how many builds it took (1-3; the bench prints it)."""
+    `build_tries` says how many builds it took (1-3; the bench prints it, and `status`
+    reports it: health.LoopHealth.build_tries)."""
     import gc
     try:
         import micropython
@@ -216,6 +217,7 @@ def build():
         b = _wire()
     _reserve = _spare = None
     gc.collect()
+    b.health.build_tries = build_tries      # status: a boot that fell back says so
     return b
 
 

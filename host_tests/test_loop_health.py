@@ -56,6 +56,9 @@ def test_status_carries_loop_health_and_heap():
     s = rig.ok("status")
     assert s["loop_late"] == 3 and s["loop_worst_us"] == 7400 and s["overruns"] == 2
     assert s["heap_free"] == -1 and s["heap_largest"] == -1 and s["heap_largest_s"] == -1
+    assert s["build_tries"] == 1
+    rig.app.health.build_tries = 2             # main.build fell back once
+    assert rig.ok("status")["build_tries"] == 2
 
 
 def test_the_heap_is_measured_at_boot_and_after_a_sessions_record_never_by_a_request():
@@ -123,12 +126,15 @@ def test_build_frees_the_spare_then_the_reserve_when_the_heap_is_cut_up(monkeypa
     not 5 KB); failing that, frees the reserve too; a third failure is raised."""
     calls = []
 
+    class Graph:
+        health = health.LoopHealth()
+
     def wire_failing(n):
         def wire():
             calls.append((main._reserve is not None, main._spare is not None))
             if len(calls) <= n:
                 raise MemoryError("memory allocation failed, allocating 1280 bytes")
-            return "graph"
+            return Graph
         return wire
     for fails, seen in ((0, [(True, True)]),
                         (1, [(True, True), (True, False)]),
@@ -137,15 +143,16 @@ def test_build_frees_the_spare_then_the_reserve_when_the_heap_is_cut_up(monkeypa
         monkeypatch.setattr(main, "_wire", wire_failing(fails))
         monkeypatch.setattr(main, "_reserve", bytearray(16))
         monkeypatch.setattr(main, "_spare", bytearray(8))
-        assert main.build() == "graph"
+        assert main.build() is Graph
         assert calls == seen and main.build_tries == fails + 1, (fails, calls)
+        assert Graph.health.build_tries == fails + 1     # status reports it
         assert main._reserve is None and main._spare is None
 
     del calls[:]
     monkeypatch.setattr(main, "_wire", wire_failing(1))
     monkeypatch.setattr(main, "_reserve", bytearray(16))
     monkeypatch.setattr(main, "_spare", None)        # a source flash has no spare
-    assert main.build() == "graph" and calls == [(True, False), (False, False)]
+    assert main.build() is Graph and calls == [(True, False), (False, False)]
 
     def never():
         raise MemoryError("still no room")
