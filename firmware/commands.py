@@ -160,14 +160,30 @@ class Commands:
         }
 
     def is_quick(self, cmd):
-        """True for a command answered without allocating (QUICK: a flat request's
-        reply is built in place): the app answers it with the heap locked in a session."""
-        return cmd in self._quick
+        """True for a flat request of `cmd` answered without allocating in a session:
+        a command in QUICK (its reply built in place) or one refused by checks 1-3 (see
+        refused_in_place). The app answers it with the heap locked."""
+        return cmd in self._quick or self.refused_in_place(cmd)
 
     def is_idle_quick(self, cmd, req):
         """True for a request answered without allocating between sessions: a flat
-        request (not a dict) of a command in IDLE_QUICK."""
-        return not isinstance(req, dict) and cmd in IDLE_QUICK
+        request (not a dict) of a command in IDLE_QUICK, or one refused by checks 1-3."""
+        if isinstance(req, dict):
+            return False
+        return cmd in IDLE_QUICK or self.refused_in_place(cmd)
+
+    def refused_in_place(self, cmd):
+        """True when handle() refuses a flat request of `cmd` (None: an unknown name) by
+        checks 1-3, as things stand: an unknown command, a service-only one outside
+        service mode, one refused while a session runs. Those refusals are written into
+        the preallocated error line: nothing allocated, nothing changed."""
+        entry = self.table.get(cmd) if cmd is not None else None
+        if entry is None:
+            return True
+        flags = entry[2]
+        app = self.app
+        return bool((flags & _SERVICE and not app.service) or
+                    (flags & _IDLE and app.session_active()))
 
     def names(self):
         """Every command and field name (the protocol's table for flat requests)."""

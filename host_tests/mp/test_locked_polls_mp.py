@@ -163,6 +163,59 @@ def test_a_board_up_for_13_days_runs_a_session_heap_locked():
     assert app.recorder.checkpoints >= 1 and app.checkpoint_errors == 0
 
 
+def _last_line_sink(proto):
+    """Point the protocol's output at a sink that keeps the last reply (a line that
+    begins {"id", not telemetry) in a preallocated buffer (nothing allocated); returns
+    sink() -> (replies seen, the last one as a str)."""
+    last = bytearray(1024)
+    seen = [0, 0]
+
+    def keep(buf, n):
+        if n < 3 or buf[2] != 105:      # 'i': {"id" ...; telemetry is {"t" ...
+            return
+        seen[0] += 1
+        seen[1] = n
+        for i in range(n):
+            last[i] = buf[i]
+    proto.write_n = keep
+    proto.write = lambda data: keep(data, len(data))
+
+    def sink():
+        return seen[0], bytes(last[:seen[1]]).decode()
+    return sink
+
+
+def test_a_locked_session_refuses_in_place_what_it_refuses():
+    """A flat request that handle() refuses by its first checks (an unknown command, a
+    service-only one outside service mode, one refused while a session runs) is answered
+    from the preallocated error line with the heap locked: a flooding host's refused
+    `start` and unknown commands cost no unlocked poll (on the emulated RP2040 each took
+    one, the flood's p99 poll)."""
+    import json
+    import flatreq
+    for line, code in ((b'{"id":8,"cmd":"start","target_ua":999999}\n', "E_STATE"),
+                       (b'{"id":8,"cmd":"nope"}\n', "E_UNKNOWN_CMD"),
+                       (b'{"id":8,"cmd":"target_ua"}\n', "E_UNKNOWN_CMD"),
+                       (b'{"id":8,"cmd":"cal_read"}\n', "E_DENIED")):
+        reader = _ChunkReader(line, 8)
+        rig, _ = _locked_session(reader, "hands")
+        try:
+            app = rig.app
+            sink = _last_line_sink(app.proto)
+            unlocked0 = app.unlocked_answers
+            reader.send()
+            rig.step(30)
+            n, last = sink()
+            d = json.loads(last) if n else None
+            assert n == 1 and d["id"] == 8 and d["error"]["code"] == code, (line, last)
+            assert app.proto.busy_lines == 0 and rig.ctrl.session.state == sm.TREAT
+            if mptest.is_micropython():      # the bytecode scan (no machine code) parses
+                assert app.unlocked_answers - unlocked0 == (   # unlocked; the answer is locked
+                    0 if flatreq.MACHINE_CODE else 1), (line, app.unlocked_answers)
+        finally:
+            _end(rig)
+
+
 def _idle_rig(line):
     """A rig between sessions as a board runs it: polls heap-locked (lock_polls), not in
     service mode, the heap measured after boot; `line` (bytes) waits in its reader (8
@@ -171,21 +224,9 @@ def _idle_rig(line):
     the replies seen and the last line as a str."""
     reader = _ChunkReader(line, 8)
     rig = Rig(skin_ohm=1000.0, reader=reader, lock_polls=True, service=False)
-    last = bytearray(1024)
-    seen = [0, 0]
-
-    def keep(buf, n):
-        seen[0] += 1
-        seen[1] = n
-        for i in range(n):
-            last[i] = buf[i]
-    rig.app.proto.write_n = keep
-    rig.app.proto.write = lambda data: keep(data, len(data))
+    sink = _last_line_sink(rig.app.proto)
     rig.step(3)
     assert not rig.app.health.due
-
-    def sink():
-        return seen[0], bytes(last[:seen[1]]).decode()
     return rig, reader, sink
 
 
