@@ -46,7 +46,7 @@ read by the bytecode scanner (flatreq.MACHINE_CODE) or a command that is not qui
 (commands.QUICK: its reply is built the usual way). The emulated RP2040 found such a
 request: in dose mode `status` computed the time left as a heap int (charge.py).
 A board's UI (ui.py) is polled in the same lock (`ui_poll`, main.loop_poll), in every
-poll but one that parsed or answered a line (_serve); a button's command unlocks the heap
+poll but one that sent telemetry, parsed or answered a line (_serve); a button's command unlocks the heap
 for itself (release / relock).
 Between sessions the polls run heap-locked too, unless they have work that allocates by
 design (_idle_may_lock: a session's record, the heap's measurement, service mode, the
@@ -334,10 +334,11 @@ class App:
     def _serve(self, clock, active, locked):
         """The poll's work (see the top) after the clock and the session's start or end;
         `locked`: the heap is locked (a request that is not quick is answered unlocked).
-        True when it parsed or answered a line: the poll's costliest work (on the
-        emulated RP2040 ~1.05 ms of a TREAT poll), so the UI waits for the next poll
-        (a button is seen at most 10 ms later: one line is parsed and answered in two
-        polls, and at most one is read every four)."""
+        True when it sent telemetry, parsed or answered a line: the poll's costliest
+        work (on the emulated RP2040 ~1.05-1.1 ms of a TREAT poll), so the UI waits for
+        the next poll (a button is seen at most 15 ms later: a line is parsed and
+        answered in two polls, at most one is read every four, telemetry at most every
+        fourth poll: 50 Hz)."""
         ctrl = self.ctrl
         rec = self.recorder
         rec.observe(ctrl, clock)
@@ -361,7 +362,7 @@ class App:
             else:
                 self.cal.poll()
         if self.tel_hz and self._telemetry():
-            return                         # a poll that sent telemetry reads no request
+            return True                    # a poll that sent telemetry reads no request
         proto = self.proto
         if proto.writing():                # a long reply, written over several polls
             try:

@@ -305,9 +305,11 @@ class _Flood:
 
 
 def test_the_stop_button_acts_at_once_while_a_host_floods_the_input():
-    """The app skips the UI in a poll that parses or answers a line (its costliest work):
-    with a host flooding the input with `status`, the stop button still stops a locked
-    session within the debounce and a few periods, and the host's lines are answered."""
+    """The app skips the UI in a poll that sends telemetry, parses or answers a line (its
+    costliest work): with a host flooding the input with `status` and telemetry at its
+    top rate (50 Hz), the stop button still stops a locked session within the debounce
+    and five periods (at most three polls in a row skip the UI), and the host's lines
+    are answered."""
     d = Dev(in_app=True, lock_polls=True, reader=_Flood())
     app = d.rig.app
     proto = app.proto
@@ -318,6 +320,7 @@ def test_the_stop_button_acts_at_once_while_a_host_floods_the_input():
     proto.write = sink
     proto.write_n = sink
     d.treating()
+    app.set_telemetry(50)
     lines = proto.lines
     d.wait(300)
     assert proto.lines - lines >= 2, proto.lines - lines
@@ -328,8 +331,9 @@ def test_the_stop_button_acts_at_once_while_a_host_floods_the_input():
         if d.state() != sm.TREAT:
             break
     assert d.state() == sm.RAMP_DOWN and d.rig.ctrl.session.end_reason == sm.END_STOPPED
-    assert d.ms() - t_press <= ui.DEBOUNCE_MS + 4 * PERIOD_MS, d.ms() - t_press
+    assert d.ms() - t_press <= ui.DEBOUNCE_MS + 5 * PERIOD_MS, d.ms() - t_press
     assert proto.busy_lines == 0 and proto.write_errors == 0 and d.ui.internal == 0
+    assert app.tel_sent > 10
     d.hw.btn_start.release()
 
 
